@@ -1,0 +1,172 @@
+"""`vqclip generate` and `vqclip batch`: run the engine here, with a progress bar per prompt."""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from generator.config import AUGMENTATIONS, OPTIMIZERS, GenerationConfig
+
+DEFAULTS = GenerationConfig()
+
+
+def add_generation_options(p: argparse.ArgumentParser) -> None:
+    """The settings shared by generate, batch and submit. Unset flags keep the config's values."""
+    d, S = DEFAULTS, argparse.SUPPRESS
+    p.add_argument("--size", nargs=2, type=int, metavar=("W", "H"), default=S,
+                   help=f"image size in pixels, a multiple of the VQGAN's factor (default: {d.width} {d.height})")
+    p.add_argument("--steps", type=int, default=S, help=f"optimisation steps (default: {d.steps})")
+    p.add_argument("--seed", type=int, default=S, help=f"random seed (default: {d.seed})")
+    p.add_argument("--cutn", type=int, default=S, help=f"cutouts per step (default: {d.cutn})")
+    p.add_argument("--cut-pow", type=float, default=S, help=f"cutout size power (default: {d.cut_pow})")
+    p.add_argument("--lr", type=float, default=S, help=f"learning rate (default: {d.lr})")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=S, help=f"optimiser (default: {d.optimizer})")
+    p.add_argument("--augment", nargs="*", choices=AUGMENTATIONS, default=S, dest="augmentations",
+                   help=f"cutout augmentations (default: {' '.join(d.augmentations)})")
+    p.add_argument("--vqgan", default=S, metavar="NAME|FILE",
+                   help=f"VQGAN: registry name, 'tiny' (test model) or a checkpoint file (default: {d.vqgan})")
+    p.add_argument("--clip", default=S, metavar="NAME[:W][,...]",
+                   help=f"CLIP model(s) with optional weights; 'tiny' is the test model (default: {d.clip})")
+    p.add_argument("--init-image", default=S, metavar="FILE", help="start from this image (default: random codes)")
+    p.add_argument("--init-weight", type=float, default=S, help=f"MSE pull to the initial image (default: {d.init_weight})")
+    p.add_argument("--image-prompt", action="append", default=S, dest="image_prompts", metavar="FILE[:W]",
+                   help="an image to steer towards, repeatable (default: none)")
+    p.add_argument("--noise-prompt", action="append", default=S, dest="noise_prompts", metavar="SEED:W",
+                   help="a random embedding to steer towards, repeatable (default: none)")
+    p.add_argument("--tv-weight", type=float, default=S, help=f"smoothness loss weight (default: {d.tv_weight})")
+    p.add_argument("--save-every", type=int, default=S, metavar="N",
+                   help=f"keep a frame every N steps (default: {d.save_every}, none)")
+    p.add_argument("--video", action="store_true", default=S, help="write a timelapse MP4 of the frames (default: off)")
+    p.add_argument("--config", metavar="FILE", help="read settings from a JSON or TOML file; flags override it (default: none)")
+    p.add_argument("--from-png", metavar="FILE",
+                   help="re-run exactly the settings stored in a vqclip PNG; flags override them (default: none)")
+    p.add_argument("--out", default="outputs", metavar="DIR", help="output folder (default: outputs)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda:N (default: auto)")
+
+
+def config_from_args(args: argparse.Namespace, prompt: str | None) -> GenerationConfig:
+    """Defaults < --config < --from-png < explicit flags < the prompt argument."""
+    from generator.output import read_png_config
+
+    data: dict = {}
+    if args.config:
+        data.update(GenerationConfig.from_file(args.config).to_dict())
+    if args.from_png:
+        data.update(read_png_config(args.from_png).to_dict())
+    fields = set(DEFAULTS.to_dict())
+    for key, value in vars(args).items():
+        if key in fields:
+            data[key] = value
+    if "size" in vars(args):
+        data["width"], data["height"] = args.size
+    if prompt is not None:
+        data["prompts"] = prompt
+    if data.get("video") and not data.get("save_every"):
+        data["save_every"] = max(1, data.get("steps", DEFAULTS.steps) // 100)
+    return GenerationConfig.from_dict(data)
+
+
+def check_out_dir(folder: str) -> Path:
+    """Create the output folder and prove it writable before any work starts."""
+    from generator.errors import ConfigError
+
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"output folder {folder!r} is not writable: {exc.strerror}") from None
+    return path
+
+
+def run_one(config: GenerationConfig, out: Path, models, device: str, label: str = "") -> Path:
+    """Run one generation with a progress bar; write the PNG (and frames, video) only when it completes."""
+    from tqdm import tqdm
+
+    from generator import Generation
+    from generator.output import output_name, save_frames, save_png, save_video
+
+    gen = Generation(config, device=device, models=models)
+    stem = output_name(config)
+    with tqdm(total=config.steps, desc=label or "generating", unit="step", file=sys.stderr,
+              dynamic_ncols=True, leave=True) as bar:
+        for step in gen:
+            bar.set_postfix(loss=f"{step.loss:.4f}", refresh=False)
+            bar.update(1)
+    path = save_png(gen, out / f"{stem}.png")
+    if gen.frames:
+        save_frames(gen.frames, out / f"{stem}_frames")
+    if config.video:
+        save_video(gen.frames, out / f"{stem}.mp4")
+    return path
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from generator import ModelCache
+
+    config = config_from_args(args, args.prompt)
+    out = check_out_dir(args.out)
+    path = run_one(config, out, ModelCache(args.device), args.device)
+    print(path)
+    return 0
+
+
+def read_prompt_file(path: str) -> list[tuple[int, str]]:
+    """(line number, prompt) for each line that is not blank or a `#` comment."""
+    from generator.errors import ConfigError
+
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read prompt file {path!r}: {exc}") from None
+    prompts = [(n, line.strip()) for n, line in enumerate(lines, 1) if line.strip() and not line.lstrip().startswith("#")]
+    if not prompts:
+        raise ConfigError(f"prompt file {path!r} has no prompts")
+    return prompts
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from generator import ModelCache, VqclipError
+    from generator.output import output_name
+
+    prompts = read_prompt_file(args.prompt_file)
+    base = config_from_args(args, None) if (args.config or args.from_png) else None
+    out = check_out_dir(args.out)
+    models = ModelCache(args.device)
+    done, skipped, failed = 0, 0, []
+    for i, (line_no, prompt) in enumerate(prompts, 1):
+        where = f"{args.prompt_file}:{line_no}"
+        try:
+            config = config_from_args(args, prompt) if base is None else base.replace(prompts=prompt)
+            target = out / f"{output_name(config)}.png"
+            if target.exists():
+                print(f"{where}: already done, {target}", file=sys.stderr)
+                skipped += 1
+                continue
+            path = run_one(config, out, models, args.device, label=f"[{i}/{len(prompts)}]")
+            print(path)
+            done += 1
+        except VqclipError as exc:
+            print(f"vqclip: {where}: {exc}", file=sys.stderr)
+            failed.append(where)
+    print(f"batch: {done} made, {skipped} already done, {len(failed)} failed"
+          + (f" ({', '.join(failed)})" if failed else ""), file=sys.stderr)
+    return 1 if failed else 0
+
+
+def register(sub) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("generate", help="make one image from a prompt", formatter_class=fmt,
+                       description="Make one image from a text prompt: 'text[:weight[:stop]] | ...'.")
+    p.add_argument("prompt", nargs="?", help="text prompt, e.g. 'a red circle:1 | blurry:-0.5'")
+    add_generation_options(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("batch", help="make one image per line of a prompt file", formatter_class=fmt,
+                       description="One prompt per line; '#' comments and blank lines are skipped. "
+                                   "Prompts already made (same settings) are skipped on a rerun.")
+    p.add_argument("prompt_file", metavar="PROMPTS.txt", help="file of prompts")
+    add_generation_options(p)
+    p.set_defaults(func=cmd_batch)

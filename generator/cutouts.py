@@ -1,0 +1,104 @@
+"""Random cutouts of the decoded image, with augmentations, made for all cutouts at once.
+
+Cutouts as in Crowson's notebook: side ``s = rand**cut_pow * (max - min) + min`` at a random offset,
+resampled to CLIP's input size. Here one `roi_align` makes every cutout (it averages over each output
+cell, so large cutouts are antialiased like the notebook's adaptive average pooling), and one
+`grid_sample` applies the geometric augmentations to the whole batch.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import roi_align
+
+
+class MakeCutouts:
+    """Callable: image [1, 3, H, W] in [0, 1] -> cutouts [cutn, 3, size, size] in about [0, 1]."""
+
+    def __init__(self, size: int, cutn: int, cut_pow: float = 1.0, augmentations=(), noise: float = 0.1):
+        self.size, self.cutn, self.cut_pow = size, cutn, cut_pow
+        self.augmentations = set(augmentations)
+        self.noise = noise
+
+    def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        _, _, height, width = image.shape
+        n, device = self.cutn, image.device
+
+        def rand(*shape):  # drawn on the CPU so a seed gives the same cutouts on any device
+            return torch.rand(*shape, generator=generator).to(device)
+
+        # 1. Boxes: sizes by cut_pow, offsets uniform; one roi_align for all of them.
+        max_size = min(width, height)
+        min_size = min(width, height, self.size)
+        sizes = (rand(n) ** self.cut_pow * (max_size - min_size) + min_size).floor()
+        x0 = (rand(n) * (width - sizes + 1)).floor()
+        y0 = (rand(n) * (height - sizes + 1)).floor()
+        boxes = torch.stack([torch.zeros_like(x0), x0, y0, x0 + sizes, y0 + sizes], dim=1)
+        cutouts = roi_align(image.expand(1, -1, -1, -1), boxes.to(image.dtype), self.size, aligned=True)
+
+        # 2. Geometry: flip, rotation, shift and shear as one affine grid per cutout.
+        geometric = self.augmentations & {"Af", "Ro", "Fl"}
+        if geometric:
+            cutouts = self._affine(cutouts, geometric, rand)
+        # 3. Photometric: colour jitter, noise, erasing, each batched.
+        if "Ji" in self.augmentations:
+            cutouts = _jitter(cutouts, rand)
+        if "Er" in self.augmentations:
+            cutouts = _erase(cutouts, rand)
+        if "Gn" in self.augmentations:
+            facs = rand(n, 1, 1, 1) * self.noise
+            noise = torch.randn(cutouts.shape, generator=generator).to(device, cutouts.dtype)
+            cutouts = cutouts + facs * noise
+        return cutouts
+
+    def _affine(self, x: torch.Tensor, kinds: set[str], rand) -> torch.Tensor:
+        n = x.shape[0]
+        angle = torch.zeros(n, device=x.device)
+        shift = torch.zeros(n, 2, device=x.device)
+        shear = torch.zeros(n, device=x.device)
+        scale_x = torch.ones(n, device=x.device)
+        if kinds & {"Af", "Ro"}:
+            angle = (rand(n) * 2 - 1) * math.radians(15)
+        if "Af" in kinds:
+            shift = (rand(n, 2) * 2 - 1) * 0.2  # +-10% of the side; grid coordinates span 2
+            shear = (rand(n) * 2 - 1) * math.radians(5)
+        if "Fl" in kinds:
+            scale_x = torch.where(rand(n) < 0.5, -1.0, 1.0)
+        cos, sin, tan = angle.cos(), angle.sin(), shear.tan()
+        theta = torch.stack([
+            torch.stack([cos * scale_x, -sin + cos * tan, shift[:, 0]], 1),
+            torch.stack([sin * scale_x, cos + sin * tan, shift[:, 1]], 1),
+        ], 1).to(x.dtype)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _jitter(x: torch.Tensor, rand) -> torch.Tensor:
+    """Brightness, contrast and saturation, each scaled by a factor in [0.9, 1.1] per cutout."""
+    n = x.shape[0]
+    brightness, contrast, saturation = (1 + (rand(3, n, 1, 1, 1) * 2 - 1) * 0.1).to(x.dtype)
+    x = x * brightness
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * contrast + mean
+    gray = (x * x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    return (x - gray) * saturation + gray
+
+
+def _erase(x: torch.Tensor, rand, p: float = 0.5) -> torch.Tensor:
+    """Blank one random rectangle (2-20% of the area) in about half the cutouts."""
+    n, _, h, w = x.shape
+    area = rand(n) * 0.18 + 0.02
+    aspect = torch.exp((rand(n) * 2 - 1) * math.log(3))
+    eh = (area * aspect).sqrt().clamp(max=1) * h
+    ew = (area / aspect).sqrt().clamp(max=1) * w
+    top = rand(n) * (h - eh)
+    left = rand(n) * (w - ew)
+    ys = torch.arange(h, device=x.device).view(1, h, 1)
+    xs = torch.arange(w, device=x.device).view(1, 1, w)
+    inside = (ys >= top.view(n, 1, 1)) & (ys < (top + eh).view(n, 1, 1)) & \
+             (xs >= left.view(n, 1, 1)) & (xs < (left + ew).view(n, 1, 1))
+    chosen = (rand(n) < p).view(n, 1, 1)
+    mask = (inside & chosen).unsqueeze(1)
+    return x.masked_fill(mask, 0.0)

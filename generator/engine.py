@@ -1,0 +1,226 @@
+"""The VQGAN+CLIP loop: one iterator that every front end drives.
+
+    gen = Generation(config, device="cpu")
+    for step in gen:            # one StepRecord per optimisation step
+        print(step.index, step.loss)
+    gen.image().save("out.png")
+
+Each step: 1. quantise the latent (straight-through); 2. decode; 3. cut out and augment; 4. embed with
+each CLIP model; 5. sum the prompt losses; 6. one optimiser step; 7. clamp the latent to the codebook's
+range. `cancel()` (from any thread) ends the iteration at the top of the next step.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .config import GenerationConfig
+from .cutouts import MakeCutouts
+from .errors import ConfigError
+from .losses import ClipLoss, build_prompts
+from .models import ModelCache, resolve_device
+from .vqgan import vector_quantize
+
+_OPTIMIZERS = {
+    "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "adagrad": torch.optim.Adagrad,
+    "adamax": torch.optim.Adamax, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD,
+}
+
+
+@dataclass
+class StepRecord:
+    index: int  # 1-based step number
+    total: int  # steps in the run
+    loss: float  # total loss of this step
+    losses: dict[str, float]  # loss per prompt (and regulariser), by label
+    _image: Callable[[], Image.Image] = field(repr=False, default=None)
+
+    def image(self) -> Image.Image:
+        """The image as it stood after this step (decoded on first call)."""
+        return self._image()
+
+
+class Generation:
+    """One VQGAN+CLIP run of `config`; iterate it to optimise, then `image()` for the result."""
+
+    def __init__(self, config: GenerationConfig, device: str = "auto", models: ModelCache | None = None):
+        config.validate()
+        self.config = config
+        self.device = resolve_device(device)
+        self.models = models or ModelCache(self.device)
+        self.vqgan = self.models.vqgan(config.vqgan)
+        self.clips = self.models.clips(config.clip)
+        factor = self.vqgan.config.factor
+        if config.width % factor or config.height % factor:
+            raise ConfigError(
+                f"size {config.width}x{config.height} is not a multiple of {factor}, the VQGAN's factor; "
+                f"try {_round(config.width, factor)}x{_round(config.height, factor)}"
+            )
+        self.step_index = 0
+        self.frames: list[Image.Image] = []
+        self._cancel = threading.Event()
+        self._rng = torch.Generator().manual_seed(config.seed)
+
+        codebook = self.vqgan.codebook.detach()
+        self._codebook = codebook
+        self._z_min = codebook.min(0).values.view(1, -1, 1, 1)
+        self._z_max = codebook.max(0).values.view(1, -1, 1, 1)
+        self.z = self._initial_latent().requires_grad_(True)
+        self._z_init = self.z.detach().clone()
+        self.optimizer = _OPTIMIZERS[config.optimizer]([self.z], lr=config.lr)
+        several = len(self.clips) > 1
+        self.losses = [
+            ClipLoss(clip, weight, build_prompts(config, clip, self._encode_image_prompt_fn(clip)),
+                     MakeCutouts(clip.input_size, config.cutn, config.cut_pow, config.augmentations),
+                     label_prefix=f"{clip.name}: " if several else "")
+            for clip, weight in self.clips
+        ]
+
+    # ---- set-up ----------------------------------------------------------------------------------
+    def _initial_latent(self) -> torch.Tensor:
+        cfg, factor = self.config, self.vqgan.config.factor
+        h, w = cfg.height // factor, cfg.width // factor
+        if cfg.init_image:
+            image = load_image(cfg.init_image, cfg.width, cfg.height).to(self.device)
+            with torch.no_grad():
+                return self.vqgan.encode(image * 2 - 1)
+        tokens = torch.randint(self._codebook.shape[0], (h * w,), generator=self._rng).to(self.device)
+        return self._codebook[tokens].view(1, h, w, -1).permute(0, 3, 1, 2).contiguous()
+
+    def _encode_image_prompt_fn(self, clip):
+        cfg = self.config
+        cutouts = MakeCutouts(clip.input_size, cfg.cutn, cfg.cut_pow, cfg.augmentations)
+
+        def encode(path: str) -> torch.Tensor:
+            image = load_image(path, cfg.width, cfg.height).to(self.device)
+            with torch.no_grad():
+                return clip.encode_image(cutouts(image, self._rng))
+
+        return encode
+
+    # ---- the loop --------------------------------------------------------------------------------
+    def cancel(self) -> None:
+        """Ask the loop to stop before its next step (thread-safe)."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def __iter__(self) -> Iterator[StepRecord]:
+        cfg = self.config
+        while self.step_index < cfg.steps and not self._cancel.is_set():
+            yield self.step()
+
+    def step(self) -> StepRecord:
+        """Run one optimisation step and return its record."""
+        cfg = self.config
+        self.step_index += 1
+        # 1-2. Quantise with a straight-through gradient, decode, clamp to [0, 1] keeping the gradient.
+        image = self._decode(self.z)
+        # 3-5. Each CLIP model scores its own cutouts against its prompts.
+        terms: dict[str, torch.Tensor] = {}
+        for loss in self.losses:
+            for label, value in loss(image, self._rng):
+                terms[label] = terms[label] + value if label in terms else value
+        if cfg.init_weight:
+            terms["init image"] = F.mse_loss(self.z, self._z_init) * self._init_weight() / 2
+        if cfg.tv_weight:
+            terms["smoothness"] = cfg.tv_weight * _total_variation(image)
+        total = sum(terms.values())
+        # 6-7. Optimiser step, then keep the latent inside the codebook's range.
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            self.z.copy_(torch.maximum(torch.minimum(self.z, self._z_max), self._z_min))
+        if cfg.save_every and self.step_index % cfg.save_every == 0:
+            self.frames.append(self.image())
+        snapshot = self.z.detach().clone()
+        return StepRecord(
+            index=self.step_index, total=cfg.steps, loss=float(total.detach()),
+            losses={k: float(v.detach()) for k, v in terms.items()}, _image=_once(lambda: self._to_pil(snapshot)),
+        )
+
+    def _init_weight(self) -> float:
+        cfg = self.config
+        if not cfg.init_weight_decay_steps:
+            return cfg.init_weight
+        return cfg.init_weight * max(0.0, 1 - (self.step_index - 1) / cfg.init_weight_decay_steps)
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        z_q = vector_quantize(z, self._codebook)
+        return _clamp_with_grad(self.vqgan.decode(z_q).add(1).div(2), 0, 1)
+
+    def image(self) -> Image.Image:
+        """The current image, decoded from the current latent."""
+        return self._to_pil(self.z)
+
+    @torch.no_grad()
+    def _to_pil(self, z: torch.Tensor) -> Image.Image:
+        pixels = self._decode(z)[0].clamp(0, 1).mul(255).round().byte()
+        return Image.fromarray(pixels.permute(1, 2, 0).cpu().numpy())
+
+    def run(self) -> Image.Image:
+        """Iterate to the end and return the final image."""
+        for _ in self:
+            pass
+        return self.image()
+
+
+class _ClampWithGrad(torch.autograd.Function):
+    """Clamp in the forward pass; in the backward pass let through gradients that point back inside."""
+
+    @staticmethod
+    def forward(ctx, x, low, high):
+        ctx.low, ctx.high = low, high
+        ctx.save_for_backward(x)
+        return x.clamp(low, high)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        outside = ((x < ctx.low) & (grad > 0)) | ((x > ctx.high) & (grad < 0))
+        return grad.masked_fill(outside, 0), None, None
+
+
+def _clamp_with_grad(x, low, high):
+    return _ClampWithGrad.apply(x, low, high)
+
+
+def _total_variation(image: torch.Tensor) -> torch.Tensor:
+    dx = (image[..., :, 1:] - image[..., :, :-1]).pow(2).mean()
+    dy = (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean()
+    return dx + dy
+
+
+def _once(fn):
+    cache = []
+
+    def wrapper():
+        if not cache:
+            cache.append(fn())
+        return cache[0]
+
+    return wrapper
+
+
+def _round(value: int, factor: int) -> int:
+    return max(factor, round(value / factor) * factor)
+
+
+def load_image(path: str, width: int, height: int) -> torch.Tensor:
+    """An RGB image file resized (Lanczos) to width x height, as [1, 3, H, W] in [0, 1]."""
+    import numpy as np
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB").resize((width, height), Image.LANCZOS)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read image {path!r}: {exc}") from None
+    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float().div(255).unsqueeze(0)
