@@ -45,9 +45,9 @@ def _split_unescaped(s: str, sep: str) -> list[str]:
     return re.split(r"(?<!\\)" + re.escape(sep), s)
 
 
-def _number(value: str, what: str, part: str) -> float:
+def _number(value: str, what: str, part: str, kind: str = "prompt part") -> float:
     if not _NUMBER.match(value):
-        raise PromptError(f"prompt part {part!r}: {what} {value.strip()!r} is not a number")
+        raise PromptError(f"{kind} {part!r}: {what} {value.strip()!r} is not a number")
     return float(value)
 
 
@@ -107,4 +107,4 @@ def parse_noise_prompt(spec: str) -> NoisePrompt:
     seed, weight = fields
     if not re.fullmatch(r"\s*\d+\s*", seed):
         raise PromptError(f"noise prompt {spec!r}: seed {seed.strip()!r} is not a non-negative integer")
-    return NoisePrompt(int(seed), _number(weight, "weight", spec))
+    return NoisePrompt(int(seed), _number(weight, "weight", spec, "noise prompt"))
