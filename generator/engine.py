@@ -118,9 +118,12 @@ class Generation:
             yield self.step()
 
     def step(self) -> StepRecord:
-        """Run one optimisation step and return its record."""
+        """Run one optimisation step and return its record.
+
+        `step_index` advances only once the step is complete, so an interrupted step is simply redone.
+        """
         cfg = self.config
-        self.step_index += 1
+        index = self.step_index + 1
         # 1-2. Quantise with a straight-through gradient, decode, clamp to [0, 1] keeping the gradient.
         image = self._decode(self.z)
         # 3-5. Each CLIP model scores its own cutouts against its prompts.
@@ -129,7 +132,7 @@ class Generation:
             for label, value in loss(image, self._rng):
                 terms[label] = terms[label] + value if label in terms else value
         if cfg.init_weight:
-            terms["init image"] = F.mse_loss(self.z, self._z_init) * self._init_weight() / 2
+            terms["init image"] = F.mse_loss(self.z, self._z_init) * self._init_weight(index) / 2
         if cfg.tv_weight:
             terms["smoothness"] = cfg.tv_weight * _total_variation(image)
         total = sum(terms.values())
@@ -139,19 +142,20 @@ class Generation:
         self.optimizer.step()
         with torch.no_grad():
             self.z.copy_(torch.maximum(torch.minimum(self.z, self._z_max), self._z_min))
-        if cfg.save_every and self.step_index % cfg.save_every == 0:
+        self.step_index = index
+        if cfg.save_every and index % cfg.save_every == 0:
             self.frames.append(self.image())
         snapshot = self.z.detach().clone()
         return StepRecord(
-            index=self.step_index, total=cfg.steps, loss=float(total.detach()),
+            index=index, total=cfg.steps, loss=float(total.detach()),
             losses={k: float(v.detach()) for k, v in terms.items()}, _image=_once(lambda: self._to_pil(snapshot)),
         )
 
-    def _init_weight(self) -> float:
+    def _init_weight(self, index: int) -> float:
         cfg = self.config
         if not cfg.init_weight_decay_steps:
             return cfg.init_weight
-        return cfg.init_weight * max(0.0, 1 - (self.step_index - 1) / cfg.init_weight_decay_steps)
+        return cfg.init_weight * max(0.0, 1 - (index - 1) / cfg.init_weight_decay_steps)
 
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
         z_q = vector_quantize(z, self._codebook)
