@@ -14,7 +14,7 @@ import re
 import socket
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -42,8 +42,6 @@ class Fetched:
     sha256: str
     size: int
     url: str
-    resumed_from: int = 0
-    attempts: list[tuple[str, str]] = field(default_factory=list)
 
 
 def sha256_file(path: Path, hasher=None) -> "hashlib._Hash":
@@ -67,8 +65,8 @@ def _total_from(response, offset: int) -> int | None:
     return int(length) + offset if length is not None else None
 
 
-def _transfer(url, part, *, expected_size, timeout, progress) -> tuple["hashlib._Hash", int, int]:
-    """One attempt at one URL: append to `part` from its current size. Returns (hasher, size, resumed)."""
+def _transfer(url, part, *, expected_size, timeout, progress) -> tuple["hashlib._Hash", int]:
+    """One attempt at one URL: append to `part` from its current size. Returns (hasher, size)."""
     offset = part.stat().st_size if part.exists() else 0
     if expected_size is not None and offset > expected_size:
         part.unlink()
@@ -103,7 +101,7 @@ def _transfer(url, part, *, expected_size, timeout, progress) -> tuple["hashlib.
                     progress(done, total)
         if total is not None and done != total:
             raise ConnectionError(f"connection closed after {done} of {total} bytes")
-    return hasher, done, offset
+    return hasher, done
 
 
 def fetch(
@@ -130,7 +128,7 @@ def fetch(
     part.parent.mkdir(parents=True, exist_ok=True)
     for url in urls:
         try:
-            hasher, size, resumed = _transfer(
+            hasher, size = _transfer(
                 url, part, expected_size=expected_size, timeout=timeout, progress=progress
             )
             actual = hasher.hexdigest()
@@ -138,7 +136,7 @@ def fetch(
                 raise HashMismatch(f"got {size} bytes, expected {expected_size}")
             if expected_sha256 is not None and actual != expected_sha256:
                 raise HashMismatch(f"sha256 mismatch: expected {expected_sha256}, got {actual}")
-            return Fetched(actual, size, url, resumed, attempts)
+            return Fetched(actual, size, url)
         except HashMismatch as exc:
             part.unlink(missing_ok=True)  # wrong bytes are never resumed
             attempts.append((url, str(exc)))

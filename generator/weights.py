@@ -23,7 +23,7 @@ from generator.errors import WeightsError
 from generator.weight_records import RECORDS, ConfigFile, WeightRecord
 
 __all__ = [
-    "ConfigFile", "WeightRecord", "REGISTRY", "get", "cache_dir", "path_for", "config_path_for",
+    "ConfigFile", "WeightRecord", "REGISTRY", "get", "cache_dir", "path_for", "sha256_for", "config_path_for",
     "download", "import_file", "verify", "status", "OK", "RECORDED", "BAD", "MISSING", "BUILT_IN",
 ]
 
@@ -180,6 +180,13 @@ def path_for(name: str, verify: bool = True) -> Path:
     return _verified_path(name, _targets(record)[-1], verify)
 
 
+def sha256_for(name: str) -> str | None:
+    """The sha256 `name`'s checkpoint is checked against (published, or recorded on first use);
+    outputs record it so a run can be reproduced with the same weights."""
+    record = get(name)
+    return _expected_sha256(_targets(record)[-1]) if record.kind != "tiny" else None
+
+
 def config_path_for(name: str, verify: bool = True) -> Path:
     """The cached taming model.yaml of VQGAN `name`, checked like path_for."""
     record = get(name)
@@ -218,6 +225,8 @@ def _tqdm_progress(label: str) -> Callable[[int, int | None], None]:
         nonlocal bar
         if bar is None:
             bar = tqdm(total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1024, desc=label)
+        if done < bar.n:  # the server ignored Range: the transfer started again
+            bar.reset(total=total)
         bar.update(done - bar.n)
         if total is not None and done >= total:
             bar.close()

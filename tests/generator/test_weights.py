@@ -157,6 +157,7 @@ def test_unknown_hash_is_recorded_on_first_download_and_enforced(file_server, mo
     path = weights.download("tiny_test", progress=False)
 
     assert sha(BODY) in (cache / weights.TRUSTED_FILE).read_text()
+    assert weights.sha256_for("tiny_test") == sha(BODY)
     path.write_bytes(BODY[:-1] + b"\1")  # same size, new mtime
     with pytest.raises(WeightsError, match="sha256 mismatch"):
         weights.path_for("tiny_test")
