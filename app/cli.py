@@ -8,6 +8,7 @@ import sys
 # Each module adds its subcommands with register(subparsers); each subcommand sets `func(args) -> int`.
 COMMAND_MODULES = [
     "app.cli_generate",
+    "app.cli_weights",
 ]
 
 

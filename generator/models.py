@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from .clip import ClipModel, build_clip, parse_clip_specs, quiet
+from .download import sha256_file
 from .errors import ConfigError, WeightsError
 from .vqgan import VQGAN, VQGANConfig
 
@@ -64,12 +65,12 @@ def load_vqgan(name: str) -> tuple[VQGAN, str]:
         record = weights.REGISTRY[name]
         if record.kind != "vqgan":
             raise ConfigError(f"{name!r} is a {record.kind} model, not a VQGAN")
+        config = VQGANConfig.from_file(weights.config_path_for(name))
         path = weights.path_for(name)
-        config = VQGANConfig.from_yaml(weights.config_text(name), name)
-        sha256 = weights.sha256_of(name)
+        sha256 = weights.sha256_for(name) or ""
     elif path.suffix in (".ckpt", ".pt", ".pth", ".safetensors") and path.is_file():
         config = VQGANConfig.from_file(_config_beside(path))
-        sha256 = weights.file_sha256(path)
+        sha256 = sha256_file(path).hexdigest()
     else:
         known = ", ".join([TINY] + sorted(k for k, r in weights.REGISTRY.items() if r.kind == "vqgan"))
         raise ConfigError(f"unknown VQGAN {name!r}: not a registry name ({known}) nor a checkpoint file")
@@ -97,14 +98,14 @@ def load_clip(name: str) -> ClipModel:
 
     if "=" in name:
         arch, file = (s.strip() for s in name.split("=", 1))
-        return build_clip(arch, read_state_dict(file), name=name, sha256=weights.file_sha256(Path(file)))
+        return build_clip(arch, read_state_dict(file), name=name, sha256=sha256_file(Path(file)).hexdigest())
     if name not in weights.REGISTRY or weights.REGISTRY[name].kind != "clip":
         known = ", ".join([TINY] + sorted(k for k, r in weights.REGISTRY.items() if r.kind == "clip"))
         raise ConfigError(f"unknown CLIP model {name!r}; known: {known}, or ARCH=FILE")
     record = weights.REGISTRY[name]
     path = weights.path_for(name)
     return build_clip(record.arch, read_state_dict(path), quick_gelu=record.quick_gelu, name=name,
-                      sha256=weights.sha256_of(name))
+                      sha256=weights.sha256_for(name) or "")
 
 
 class ModelCache:
