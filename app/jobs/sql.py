@@ -243,6 +243,8 @@ def _expire_leases(conn: sa.Connection, now: float) -> None:
     when a cancel was pending). Row conditions are re-checked under PostgreSQL's row locks, so two claimers
     never count the same loss twice."""
     expired = sa.and_(jobs.c.state == RUNNING, jobs.c.lease_expires_at < now)
+    if conn.execute(sa.select(jobs.c.id).where(expired).limit(1)).first() is None:
+        return  # the usual case: one read instead of three writes
     lost = jobs.c.attempts + 1
     conn.execute(jobs.update().where(expired, jobs.c.cancel_requested).values(
         state=CANCELLED, lease_expires_at=None, finished_at=now))

@@ -96,6 +96,23 @@ class TestJobStoreContract:
         for s in stores:
             s.close()
 
+    def test_opening_a_fresh_database_at_once_migrates_it_once(self, store_url):
+        barrier, versions = threading.Barrier(4), []
+
+        def open_store_now():
+            barrier.wait()
+            with SqlJobStore(store_url) as s:
+                versions.append(s.schema_version)
+
+        threads = [threading.Thread(target=open_store_now) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert versions == [1, 1, 1, 1]
+        with SqlJobStore(store_url) as s, s.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM schema_version")).scalar() == 1
+
     def test_racing_processes_claim_each_job_once(self, store):
         ctx = multiprocessing.get_context("spawn")
         workers, rounds = 3, 10
