@@ -34,10 +34,14 @@ install_server() {
     fi
     log "apt-get install -y postgresql"
     # The Debian package would create and start a system cluster on 5432; we only want the binaries.
+    # (Documented switch of postgresql-common; confold keeps this file when the package brings its own.)
     mkdir -p /etc/postgresql-common
     [[ -e /etc/postgresql-common/createcluster.conf ]] || echo "create_main_cluster = false" \
         > /etc/postgresql-common/createcluster.conf
-    apt-get install -y -qq postgresql >&2
+    local install=(apt-get install -y -qq -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold
+                   postgresql)
+    # Stale package lists make the download fail: refresh them once and try again.
+    "${install[@]}" >&2 || { log "apt-get update"; apt-get update -qq >&2; "${install[@]}" >&2; }
 }
 
 BINDIR=$(find_bindir)
