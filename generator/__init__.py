@@ -3,17 +3,27 @@
 Public API::
 
     from generator import GenerationConfig, Generation
-    gen = Generation(GenerationConfig(prompts="a red square", vqgan="tiny", clip="tiny", width=64, height=64))
-    for step in gen: ...
+    config = GenerationConfig(prompts="a red square", vqgan="tiny", clip="tiny", width=64, height=64)
+    gen = Generation(config, device="cpu")
+    for step in gen:          # one StepRecord per step: index, loss, losses, image()
+        ...
+    gen.image().save("out.png")
+
+Names are imported on first use, so `import generator.errors` (the job store does) does not load torch.
 """
+import importlib
+
 __version__ = "0.1.0"
 
-from .config import GenerationConfig  # noqa: E402
-from .engine import Generation, StepRecord  # noqa: E402
-from .errors import ConfigError, PromptError, VqclipError, WeightsError  # noqa: E402
-from .models import ModelCache, resolve_device  # noqa: E402
+_EXPORTS = {
+    "GenerationConfig": "config", "Generation": "engine", "StepRecord": "engine",
+    "ModelCache": "models", "resolve_device": "models",
+    "VqclipError": "errors", "ConfigError": "errors", "PromptError": "errors", "WeightsError": "errors",
+}
+__all__ = [*_EXPORTS, "__version__"]
 
-__all__ = [
-    "GenerationConfig", "Generation", "StepRecord", "ModelCache", "resolve_device",
-    "VqclipError", "ConfigError", "PromptError", "WeightsError", "__version__",
-]
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'generator' has no attribute {name!r}")
