@@ -1,0 +1,77 @@
+"""The Colab-style notebook runs top to bottom on the tiny pair, and its loop cell resumes after an interrupt."""
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+NOTEBOOK = NOTEBOOKS[0].parent / "vqgan_clip.ipynb"
+
+
+@pytest.fixture
+def tiny_env(monkeypatch):
+    monkeypatch.setenv("VQCLIP_NOTEBOOK_MODELS", "tiny")
+
+
+def client_for(nb, folder) -> NotebookClient:
+    return NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}})
+
+
+def text_of(cell) -> str:
+    return "".join(o.get("text", "") + json.dumps(o.get("data", {})) for o in cell.get("outputs", []))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_committed_notebooks_have_no_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: strip outputs before committing"
+
+
+def test_notebook_runs_top_to_bottom(tmp_path, tiny_env):
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client_for(nb, tmp_path).execute()
+    pngs = list((tmp_path / "outputs").glob("*.png"))
+    assert len(pngs) == 1 and pngs[0].with_suffix(".mp4").is_file()
+    from generator.output import read_png_config
+
+    config = read_png_config(pngs[0])
+    assert (config.prompts, config.vqgan, config.steps) == ("research computing team logo", "tiny", 20)
+    outputs = "".join(text_of(c) for c in nb.cells)
+    assert "image/png" in outputs and "step 20/20" in outputs
+
+
+def test_interrupted_loop_cell_continues_when_rerun(tmp_path, tiny_env, monkeypatch):
+    monkeypatch.setenv("VQCLIP_NOTEBOOK_STEPS", "100000")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    loop = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "for step in gen" in c.source)
+    client = client_for(nb, tmp_path)
+    with client.setup_kernel():
+        for index in range(loop):
+            client.execute_cell(nb.cells[index], index)
+        probe = nbformat.v4.new_code_cell("print(gen.step_index, len(history), "
+                                          "[i for i, _ in history] == list(range(1, len(history) + 1)))")
+        nb.cells.append(probe)
+
+        def interrupt_later():  # what the notebook's stop button does: SIGINT to the kernel process
+            time.sleep(4)
+            os.kill(client.km.provisioner.pid, signal.SIGINT)
+
+        for _ in range(2):  # run the loop cell twice, interrupting it each time
+            threading.Thread(target=interrupt_later).start()
+            with pytest.raises(CellExecutionError, match="KeyboardInterrupt"):
+                client.execute_cell(nb.cells[loop], loop)
+            client.execute_cell(probe, len(nb.cells) - 1)
+            done, recorded, contiguous = probe.outputs[0]["text"].split()
+            assert int(done) > 0 and int(recorded) == int(done) and contiguous == "True"
+            if _ == 0:
+                first = int(done)
+        assert int(done) > first  # the second run carried on from where the first stopped
