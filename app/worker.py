@@ -223,7 +223,7 @@ class Worker:
             lease.on_revoke(gen.cancel)
             if self.stopping.is_set():
                 gen.cancel()
-            last_report = -float("inf")
+            last_report, step = -float("inf"), None
             for step in gen:
                 now = time.monotonic()
                 if step.index in (1, step.total) or now - last_report >= PROGRESS_SECONDS:
@@ -231,7 +231,8 @@ class Worker:
                     self._report(job, who, step, lease)
             if gen.step_index < config.steps:
                 return Outcome(CANCELLED if lease.revoked else RELEASED, step=gen.step_index)
-            result = png_bytes(gen.image(), metadata(gen))
+            # The last step's image is the final one, already decoded for the last preview.
+            result = png_bytes(step.image() if step else gen.image(), metadata(gen))
             return Outcome(SUCCEEDED, result=result, timelapse=_video(gen) if config.video else None,
                            step=gen.step_index)
         finally:
