@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import signal
 import sys
 import time
@@ -216,8 +217,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     def on_signal(signum, _frame):
         if worker.stopping.is_set():  # a second signal: quit now; the job's lease will expire
             worker.log(worker.id, f"{signal.Signals(signum).name} again: exiting now")
-            sys.stderr.flush()
-            import os
             os._exit(1)
         worker.log(worker.id, f"{signal.Signals(signum).name}: finishing the current step, then stopping")
         worker.stop()

@@ -196,9 +196,10 @@ class Worker:
                 outcome = Outcome(FAILED, _failure_message(exc, job.config, out_of_memory))
         if out_of_memory:
             # The failed run's tensors are unreachable now; drop the models too so the next job starts
-            # from an empty device.
+            # from an empty device (other slots keep theirs until their jobs end).
             gc.collect()
-            self.models.clear()
+            with self._loading:
+                self.models.clear()
         try:
             event = self._record(job, who, outcome, time.monotonic() - started)
         except Exception as exc:
@@ -275,9 +276,15 @@ class Worker:
             print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} worker {who}: {text}", file=sys.stderr, flush=True)
 
 
+def _with_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    from generator import GenerationConfig
+
+    return {**GenerationConfig().to_dict(), **config}
+
+
 def _describe(config: dict[str, Any]) -> str:
-    return (f"{str(config.get('prompts', ''))[:60]!r}, {config.get('width', '?')}x{config.get('height', '?')}, "
-            f"{config.get('steps', '?')} steps")
+    c = _with_defaults(config)
+    return f"{str(c['prompts'])[:60]!r}, {c['width']}x{c['height']}, {c['steps']} steps, {c['cutn']} cutouts"
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -290,9 +297,7 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 def _failure_message(exc: BaseException, config: dict[str, Any], out_of_memory: bool) -> str:
     """What the user reads about a failed job."""
     if out_of_memory:
-        from generator import GenerationConfig
-
-        return OOM_MESSAGE.format(**{**GenerationConfig().to_dict(), **config})
+        return OOM_MESSAGE.format(**_with_defaults(config))
     if isinstance(exc, VqclipError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"

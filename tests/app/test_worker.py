@@ -29,7 +29,7 @@ def all_done(store, ids):
 
 
 def test_hundred_jobs_through_three_workers_each_run_once(store, store_url, workers):
-    configs = [job_config(prompts=f"logo {i}", seed=i, steps=1 + i % 2) for i in range(100)]
+    configs = [job_config(prompts=f"logo {i}", seed=i, steps=1 + i % 4 // 3) for i in range(100)]
     ids = [store.submit(config) for config in configs]
     procs = [workers(store_url, "--once") for _ in range(3)]
     for proc in procs:
@@ -48,7 +48,7 @@ def test_two_workers_race_for_a_job_then_a_kill_9_hands_it_to_the_other(store, s
     procs = [workers(store_url, "--lease", "2") for _ in range(2)]
     for proc in procs:
         proc.wait_ready()  # both are polling the queue when the job arrives
-    long_id = store.submit(job_config(prompts="long", steps=80))
+    long_id = store.submit(job_config(prompts="long", steps=40))
     job = wait_until(lambda: running_with_progress(store, long_id), "the job to run", *procs)
     # Exactly one worker got it: the job names it, and one "claimed" line was logged in all.
     (winner,) = [proc for proc in procs if proc.id == job.worker_id]
@@ -60,7 +60,7 @@ def test_two_workers_race_for_a_job_then_a_kill_9_hands_it_to_the_other(store, s
     ids = [long_id, *short_ids]
     wait_until(lambda: all_done(store, ids), "every job to end", *procs)
     long = store.get(long_id)
-    assert (long.state, long.attempts, long.worker_id, long.step) == (SUCCEEDED, 1, other.id, 80)
+    assert (long.state, long.attempts, long.worker_id, long.step) == (SUCCEEDED, 1, other.id, 40)
     assert png_config(long.result)["prompts"] == "long"
     assert [store.get(i).state for i in short_ids] == [SUCCEEDED, SUCCEEDED]
     assert claims(other) == {job_id: 1 for job_id in ids}
@@ -113,7 +113,7 @@ def test_sigterm_releases_the_job_to_another_worker_and_exits_zero(store, store_
     procs = [workers(store_url) for _ in range(2)]
     for proc in procs:
         proc.wait_ready()
-    job_id = store.submit(job_config(prompts="interrupted", steps=40))
+    job_id = store.submit(job_config(prompts="interrupted", steps=30))
     job = wait_until(lambda: running_with_progress(store, job_id), "the job to run", *procs)
     (first,) = [proc for proc in procs if proc.id == job.worker_id]
     (second,) = [proc for proc in procs if proc is not first]
@@ -123,20 +123,24 @@ def test_sigterm_releases_the_job_to_another_worker_and_exits_zero(store, store_
     wait_until(lambda: store.get(job_id).done, "the other worker to finish the job", second)
     done = store.get(job_id)
     # attempts 0: the job went back by release, not by its lease running out.
-    assert (done.state, done.attempts, done.worker_id, done.step) == (SUCCEEDED, 0, second.id, 40)
+    assert (done.state, done.attempts, done.worker_id, done.step) == (SUCCEEDED, 0, second.id, 30)
     assert second.claimed() == [job_id]
     assert second.stop() == 0
 
 
 def test_workers_reconnect_after_postgres_restart(pg_store_url, pg_control, workers):
     with SqlJobStore(pg_store_url) as store:
-        ids = [store.submit(job_config(prompts=f"logo {i}", seed=i, steps=2)) for i in range(30)]
+        long_id = store.submit(job_config(prompts="through the outage", steps=60), priority=1)
+        ids = [long_id] + [store.submit(job_config(prompts=f"logo {i}", seed=i)) for i in range(15)]
         procs = [workers(pg_store_url) for _ in range(2)]
-        wait_until(lambda: store.counts()[SUCCEEDED] >= 3, "the first jobs to finish", *procs)
+        # Restart while one worker is inside the long job (the other is starting or taking short ones).
+        wait_until(lambda: running_with_progress(store, long_id), "the long job to run", *procs)
         pg_control("restart")
         wait_until(lambda: all_done(store, ids), "the queue to finish", *procs)
-        assert store.counts()[SUCCEEDED] == 30
-        assert all(png_config(store.get(i).result)["prompts"] == f"logo {n}" for n, i in enumerate(ids))
+        assert store.counts()[SUCCEEDED] == 16
+        long = store.get(long_id)
+        assert (long.attempts, long.step) == (0, 60)  # its worker kept it through the outage
+        assert [png_config(store.get(i).result)["prompts"] for i in ids[1:]] == [f"logo {i}" for i in range(15)]
         assert all(proc.proc.poll() is None for proc in procs)  # they rode out the outage
         assert [proc.stop() for proc in procs] == [0, 0]
 
