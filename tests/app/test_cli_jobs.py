@@ -112,3 +112,12 @@ def test_batch_db_submits_the_good_lines_and_reports_the_bad(tmp_path):
     assert sorted(int(i) for i in result.stdout.split()) == sorted(job.id for job in queued)
     assert sorted(job.config["prompts"] for job in queued) == ["a blue circle", "a red square"]
     assert all(job.state == QUEUED and job.config["steps"] == 2 for job in queued)
+
+
+def test_plain_postgresql_urls_use_psycopg(pg_store_url):
+    plain = pg_store_url.replace("postgresql+psycopg://", "postgresql://")
+    with SqlJobStore(pg_store_url) as store:
+        job_id = store.submit(job_config(prompts="over plain postgresql"))
+    result = vqclip("jobs", "show", job_id, "--db", plain)
+    assert result.returncode == 0, result.stderr
+    assert "over plain postgresql" in result.stdout and "queued (#1 in line)" in result.stdout
