@@ -11,8 +11,9 @@ from generator.config import AUGMENTATIONS, OPTIMIZERS, GenerationConfig
 DEFAULTS = GenerationConfig()
 
 
-def add_generation_options(p: argparse.ArgumentParser) -> None:
-    """The settings shared by generate, batch and submit. Unset flags keep the config's values."""
+def add_generation_options(p: argparse.ArgumentParser, local: bool = True) -> None:
+    """The settings shared by generate, batch and submit (local=False: no --device, the worker picks it).
+    Unset flags keep the config's values."""
     d, S = DEFAULTS, argparse.SUPPRESS
     p.add_argument("--size", nargs=2, type=int, metavar=("W", "H"), default=S,
                    help=f"image size in pixels, a multiple of the VQGAN's factor (default: {d.width} {d.height})")
@@ -42,7 +43,8 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from-png", metavar="FILE",
                    help="re-run exactly the settings stored in a vqclip PNG; flags override them (default: none)")
     p.add_argument("--out", default="outputs", metavar="DIR", help="output folder (default: outputs)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda:N (default: auto)")
+    if local:
+        p.add_argument("--device", default="auto", help="auto, cpu or cuda:N (default: auto)")
 
 
 def config_from_args(args: argparse.Namespace, prompt: str | None) -> GenerationConfig:
@@ -131,6 +133,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from generator import ModelCache, VqclipError
     from generator.output import output_name
 
+    if args.db is not None:
+        from app.cli_jobs import submit_batch
+
+        return submit_batch(args)
     prompts = read_prompt_file(args.prompt_file)
     base = config_from_args(args, None) if (args.config or args.from_png) else None
     out = check_out_dir(args.out)
@@ -169,4 +175,8 @@ def register(sub) -> None:
                                    "Prompts already made (same settings) are skipped on a rerun.")
     p.add_argument("prompt_file", metavar="PROMPTS.txt", help="file of prompts")
     add_generation_options(p)
+    p.add_argument("--db", metavar="URL", default=None,
+                   help="submit the prompts to this job queue (sqlite:///path or postgresql://...) "
+                        "instead of running them here (default: run here)")
+    p.add_argument("--priority", type=int, default=0, help="with --db: priority of the jobs (default: 0)")
     p.set_defaults(func=cmd_batch)
