@@ -17,7 +17,10 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/vqclip --help
 
+# PostgreSQL (Debian's package, 127.0.0.1 only) is installed and started by tests/services/postgres.sh;
+# the test fixtures call the same script, so `pytest` alone works too.
 test: $(STAMP)
+	bash tests/services/postgres.sh start >/dev/null
 	$(BIN)/python -m pytest -q
 
 clean:

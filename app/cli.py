@@ -9,6 +9,7 @@ import sys
 COMMAND_MODULES = [
     "app.cli_generate",
     "app.cli_weights",
+    "app.cli_logo",
     "app.cli_jobs",
 ]
 

@@ -106,10 +106,21 @@ def run_one(config: GenerationConfig, out: Path, models, device: str, label: str
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from app.cli_logo import plan, run_sheet
     from generator import ModelCache
 
-    config = config_from_args(args, args.prompt)
+    prompt = args.prompt
+    if prompt is None and args.prompt_set:  # the prompt set gives the prompts; validate with the first
+        from app.cli_logo import parse_prompt_set
+
+        prompt = parse_prompt_set(args.prompt_set)[0]
+    config = config_from_args(args, prompt)
     out = check_out_dir(args.out)
+    if args.variations is not None or args.seeds or args.prompt_set:
+        prompts, seeds = plan(args, config)  # checks the options before anything runs
+        if len(prompts) * len(seeds) > 1:
+            return run_sheet(args, config, out, prompts, seeds)
+        config = config.replace(prompts=prompts[0], seed=seeds[0])
     path = run_one(config, out, ModelCache(args.device), args.device)
     print(path)
     return 0
@@ -168,6 +179,9 @@ def register(sub) -> None:
                        description="Make one image from a text prompt: 'text[:weight[:stop]] | ...'.")
     p.add_argument("prompt", nargs="?", help="text prompt, e.g. 'a red circle:1 | blurry:-0.5'")
     add_generation_options(p)
+    from app.cli_logo import add_variation_options
+
+    add_variation_options(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("batch", help="make one image per line of a prompt file", formatter_class=fmt,

@@ -40,7 +40,9 @@ def test_notebook_runs_top_to_bottom(tmp_path, tiny_env):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client_for(nb, tmp_path).execute()
     pngs = list((tmp_path / "outputs").glob("*.png"))
-    assert len(pngs) == 1 and pngs[0].with_suffix(".mp4").is_file()
+    pngs = [p for p in pngs if not p.stem.endswith("-transparent")]
+    assert len(pngs) == 1 and pngs[0].with_suffix(".mp4").is_file() and pngs[0].with_suffix(".svg").is_file()
+    assert (tmp_path / "outputs" / f"{pngs[0].stem}-transparent.png").is_file()
     from generator.output import read_png_config
 
     config = read_png_config(pngs[0])
