@@ -10,6 +10,7 @@ COMMAND_MODULES = [
     "app.cli_generate",
     "app.cli_weights",
     "app.cli_jobs",
+    "app.cli_serve",
 ]
 
 
