@@ -9,6 +9,7 @@ The UI only reads and writes the job store; the worker (or a fleet of them) runs
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shutil
 import signal
@@ -62,6 +63,8 @@ def _serve(args, store, limits, files, users, local_worker: bool) -> int:
     from app.web.handlers import WebApp
     from app.web.layout import build
 
+    # Checking a config imports the engine's CLIP module (and torch): do it now, not on the first submit.
+    threading.Thread(target=importlib.import_module, args=("generator.clip",), daemon=True).start()
     app = WebApp(store, limits, files, local_worker=local_worker, private_history=bool(users))
     demo = build(app)
     demo.queue(default_concurrency_limit=4)

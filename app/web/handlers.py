@@ -56,8 +56,12 @@ class WebApp:
     # -- who is asking ---------------------------------------------------------------------------------------
 
     @staticmethod
-    def new_session(session: str | None) -> str:
-        return session if isinstance(session, str) and SESSION.fullmatch(session) else secrets.token_hex(16)
+    def new_session(session: str | None):
+        """On page load: (this browser's session id, a new one the first time; the Generate button, which
+        stays disabled until then so that no job is submitted without an owner)."""
+        if not (isinstance(session, str) and SESSION.fullmatch(session)):
+            session = secrets.token_hex(16)
+        return session, gr.update(interactive=True)
 
     @staticmethod
     def owner(session: str | None, request: gr.Request | None) -> str:
@@ -73,6 +77,8 @@ class WebApp:
     def submit(self, session, init_name, prompt_names, *values, request: gr.Request = None):
         """Queue the form's job: (current job id, notice)."""
         owner = self.owner(session, request)
+        if owner == "anonymous":
+            return gr.skip(), _error("The page is still connecting; try again in a moment.")
         try:
             config = form.to_config(dict(zip(form.FIELDS, values)), init_name, prompt_names, self.limits,
                                     check_weights=self.local_worker)

@@ -37,7 +37,8 @@ def build(app: WebApp) -> gr.Blocks:
                     with gr.Column(scale=5, elem_id="vq-form"):
                         fields = _form(start, app)
                         init_file, prompt_files, upload_note = fields.pop("_uploads")
-                        submit = gr.Button("Generate", variant="primary", size="lg", elem_id="vq-generate")
+                        submit = gr.Button("Generate", variant="primary", size="lg", elem_id="vq-generate",
+                                           interactive=False)
                         notice = gr.HTML("", elem_id="vq-notice")
                     with gr.Column(scale=6, elem_id="vq-job"):
                         card = gr.HTML(job_card(None, None, None), elem_id="vq-card")
@@ -80,7 +81,7 @@ def build(app: WebApp) -> gr.Blocks:
         poll_out = [current, card, preview, cancel, png, mp4, my_jobs, badge, shown, gallery, history_ids,
                     history_key]
         poll_in = [session, current, shown, history_key]
-        demo.load(app.new_session, session, session, **PRIVATE).then(app.poll, poll_in, poll_out, **PRIVATE)
+        demo.load(app.new_session, session, [session, submit], **PRIVATE).then(app.poll, poll_in, poll_out, **PRIVATE)
         gr.Timer(POLL_SECONDS).tick(app.poll, poll_in, poll_out, show_progress="hidden", concurrency_limit=None,
                                     **PRIVATE)
         submit.click(app.submit, [session, init_name, prompt_names, *form_inputs], [current, notice],
