@@ -33,7 +33,7 @@ def test_api_refusals_are_messages(server):
     with pytest.raises(Exception, match="over this server's limit"):
         client.predict(prompt="too big", width=4096, height=4096, steps=10, vqgan="tiny", clip="tiny",
                        api_name="/submit")
-    with pytest.raises(Exception, match="unknown VQGAN model"):
+    with pytest.raises(Exception, match="Unknown VQGAN model"):
         client.predict(prompt="a path", vqgan="/etc/passwd", clip="tiny", api_name="/submit")
     with pytest.raises(Exception, match="has no image yet"):
         client.predict(job=10**6, api_name="/result")

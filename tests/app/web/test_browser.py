@@ -69,12 +69,12 @@ def test_cancel_queued_and_running_jobs_and_reload_keeps_them(page, server, arti
 
     page.reload()  # the session lives in the browser: the jobs are still here after a reload
     expect(page.locator("#vq-my-jobs")).to_contain_text("a job that waits", timeout=JOB_DONE)
-    page.locator("#vq-my-jobs").get_by_text("a job that waits").first.click()
+    page.locator("#vq-my-jobs").get_by_text("a job that waits").last.click()
     expect(card(page, "queued")).to_be_visible(timeout=JOB_DONE)
     page.click("#vq-cancel")
     expect(card(page, "cancelled")).to_contain_text("cancelled before it started", timeout=JOB_DONE)
 
-    page.locator("#vq-my-jobs").get_by_text("a very long job").first.click()
+    page.locator("#vq-my-jobs").get_by_text("a very long job").last.click()
     expect(page.locator(f'#vq-card [data-job="{running_id}"][data-state="running"]')).to_be_visible(
         timeout=JOB_DONE)
     page.screenshot(path=str(artifacts / "04-before-cancel.png"), full_page=True)
