@@ -133,7 +133,7 @@ def _form(start: dict, app: WebApp) -> dict:
                                               value=start["augmentations"], label="Augmentations")
         f["video"] = gr.Checkbox(start["video"], label="Record a timelapse MP4")
         limits = app.limits
-        gr.Markdown(f"Uploads: PNG, JPEG, WebP, GIF or BMP, up to {limits.max_upload_bytes // 2**20} MB and "
+        gr.Markdown(f"Uploads: PNG, JPEG, WebP, GIF or BMP, up to {limits.max_upload_bytes / 2**20:.3g} MB and "
                     f"{limits.max_upload_pixels / 1e6:.0f} megapixels.", elem_classes="vq-small")
         with gr.Row():
             init_file = gr.File(label="Init image (start from it)", file_count="single", file_types=["image"],

@@ -85,4 +85,4 @@ def path_of(name: str) -> Path:
 
 
 def _mb(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MB"
+    return f"{size / (1024 * 1024):.3g} MB"
