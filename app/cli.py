@@ -11,6 +11,7 @@ COMMAND_MODULES = [
     "app.cli_weights",
     "app.cli_logo",
     "app.cli_jobs",
+    "app.cli_serve",
 ]
 
 
