@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The web UI at http://127.0.0.1:7860 with the embedded SQLite queue and one local worker.
 serve: $(STAMP)
-	$(BIN)/vqclip --help
+	$(BIN)/vqclip serve
 
 # PostgreSQL (Debian's package, 127.0.0.1 only) is installed and started by tests/services/postgres.sh;
 # the test fixtures call the same script, so `pytest` alone works too.
