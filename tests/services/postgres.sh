@@ -2,15 +2,17 @@
 # A private PostgreSQL server for the tests: `tests/services/postgres.sh [start|stop|restart|status|url]`.
 #
 # start (the default) is idempotent: it installs Debian's `postgresql` package when no server binaries are
-# found, creates a cluster in .pgdata/ (ignored by git) with initdb, starts it with pg_ctl listening only on
+# found, creates a cluster in /var/tmp/vqclip-pgdata-PORT with initdb, starts it with pg_ctl listening only on
 # 127.0.0.1:$VQCLIP_PG_PORT (default 55432), creates the role `vqclip` and the database `vqclip_test`, and
 # prints the SQLAlchemy URL on stdout (everything else goes to stderr). Run as root, the server runs as the
 # `postgres` user. restart stops and starts the server (the worker tests use it to simulate an outage).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-PGDATA=${VQCLIP_PGDATA:-$ROOT/.pgdata}
 PORT=${VQCLIP_PG_PORT:-55432}
+# Outside the checkout: the server runs as `postgres`, which cannot enter a checkout under a private folder
+# (a CI clone in a 0700 temporary directory, say). One cluster per port, shared by checkouts on this machine.
+PGDATA=${VQCLIP_PGDATA:-/var/tmp/vqclip-pgdata-$PORT}
 ROLE=vqclip
 PASSWORD=vqclip
 DATABASE=vqclip_test
