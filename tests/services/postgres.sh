@@ -9,6 +9,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd /  # the server and psql run as `postgres`, which may not be allowed into the checkout
 PORT=${VQCLIP_PG_PORT:-55432}
 # Outside the checkout: the server runs as `postgres`, which cannot enter a checkout under a private folder
 # (a CI clone in a 0700 temporary directory, say). One cluster per port, shared by checkouts on this machine.
