@@ -64,7 +64,7 @@ def test_interrupted_loop_cell_continues_when_rerun(tmp_path, tiny_env, monkeypa
         nb.cells.append(probe)
 
         def interrupt_later():  # what the notebook's stop button does: SIGINT to the kernel process
-            time.sleep(4)
+            time.sleep(10)  # long enough for a few steps even on a loaded machine
             os.kill(client.km.provisioner.pid, signal.SIGINT)
 
         for _ in range(2):  # run the loop cell twice, interrupting it each time
