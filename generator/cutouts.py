@@ -11,7 +11,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import roi_align
 
 
 class MakeCutouts:
@@ -23,6 +22,8 @@ class MakeCutouts:
         self.noise = noise
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        from torchvision.ops import roi_align  # imported on first use: it loads torch._dynamo (~2 s)
+
         _, _, height, width = image.shape
         n, device = self.cutn, image.device
 
