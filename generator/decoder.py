@@ -3,7 +3,8 @@
 Same layers and weights as taming's `Decoder.forward`; differences: swish is `F.silu` (one fused op that
 keeps one tensor for backward instead of two), attention goes through `scaled_dot_product_attention`, and
 with `checkpoint=True` the residual blocks at the two finest resolutions are recomputed in the backward
-pass instead of keeping their activations (less memory at large sizes, about a third more decoder time).
+pass instead of keeping their activations (measured at 512x512 with 64 cutouts on the CPU: 40% less
+step memory, 24% more step time).
 """
 from __future__ import annotations
 

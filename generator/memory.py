@@ -11,21 +11,20 @@ import torch
 
 from .errors import ConfigError
 
-# Bytes per unit, fitted to measured float32 CPU peaks (benchmarks/RESULTS.md); a unit is one activation
-# value of the feature below.
-DECODER_BYTES = 4.0 * 4.6  # per decoder unit: ~4.6 float32 tensors of each block's size stay alive
-CLIP_BYTES = 4.0 * 16.0  # per CLIP unit: ~16 float32 tensors per token and layer (qkv, MLP, norms)
-HALF_PRECISION = 0.6  # bf16/fp16 autocast: activations in half precision, some (norms, loss) in float32
-CHECKPOINTED = 0.45  # decoder memory with checkpoint_decoder (measured at 512x512)
+# Bytes per unit, a least-squares fit to the float32 CPU peaks measured at 256x256/32, 384x384/32 and
+# 512x512/64 cutouts (benchmarks/RESULTS.md, "Memory"; the fit is within 3% of each).
+DECODER_BYTES = 4.0 * 7.0  # per decoder unit: ~7 float32 values per block output stay alive
+CLIP_BYTES = 4.0 * 16.8  # per CLIP unit: ~17 float32 values per token and layer (qkv, MLP, norms)
+HALF_PRECISION = 0.6  # bf16/fp16 autocast (not measured here): half-size activations, norms kept in float32
+CHECKPOINTED = 0.35  # decoder share with checkpoint_decoder (measured 0.32 at 512x512/64)
 MARGIN = 1.15  # allocator fragmentation and what the fit misses
 GIB = 2 ** 30
 
 
 def decoder_units(vqgan, width: int, height: int) -> float:
     """Activation values per decoder block summed over levels: channels x pixels at that level."""
-    cfg = vqgan.config
-    levels = len(cfg.ch_mult)
-    return sum(cfg.ch * mult * (cfg.num_res_blocks + 1) * width * height / 4 ** (levels - 1 - i)
+    cfg = vqgan.config  # level i of the decoder works at 1/2**i of the output size with ch * ch_mult[i]
+    return sum(cfg.ch * mult * (cfg.num_res_blocks + 1) * width * height / 4 ** i
                for i, mult in enumerate(cfg.ch_mult))
 
 
