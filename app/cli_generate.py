@@ -6,7 +6,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from generator.config import AUGMENTATIONS, OPTIMIZERS, GenerationConfig
+from generator.config import AUGMENTATIONS, OPTIMIZERS, PRECISIONS, GenerationConfig
 
 DEFAULTS = GenerationConfig()
 
@@ -39,6 +39,12 @@ def add_generation_options(p: argparse.ArgumentParser, local: bool = True) -> No
     p.add_argument("--save-every", type=int, default=S, metavar="N",
                    help=f"keep a frame every N steps (default: {d.save_every}, none)")
     p.add_argument("--video", action="store_true", default=S, help="write a timelapse MP4 of the frames (default: off)")
+    p.add_argument("--precision", choices=PRECISIONS, default=S,
+                   help=f"model arithmetic: auto picks bf16/fp16 on a GPU, bf16 on a CPU with native bf16, "
+                        f"else fp32; the loss is always fp32 (default: {d.precision})")
+    p.add_argument("--checkpoint-decoder", action="store_true", default=S,
+                   help="recompute the decoder's finest levels in the backward pass: less memory at large "
+                        "sizes, slower steps (default: off)")
     p.add_argument("--config", metavar="FILE", help="read settings from a JSON or TOML file; flags override it (default: none)")
     p.add_argument("--from-png", metavar="FILE",
                    help="re-run exactly the settings stored in a vqclip PNG; flags override them (default: none)")

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError, WeightsError
+from .vit import fast_image_encoder
 
 CONFIG_DIR = Path(__file__).parent / "configs" / "open_clip"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -69,6 +70,7 @@ class ClipModel:
         std = getattr(model.visual, "image_std", None) or OPENAI_STD
         self.mean = torch.tensor(mean).view(1, 3, 1, 1)
         self.std = torch.tensor(std).view(1, 3, 1, 1)
+        self._fast_encode = fast_image_encoder(model.visual)  # None: open_clip's own forward
 
     def to(self, device) -> "ClipModel":
         self.model.to(device)
@@ -82,6 +84,8 @@ class ClipModel:
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] at `input_size` -> embeddings (not normalised), float32."""
+        if self._fast_encode is not None:
+            return self._fast_encode(images, self.mean, self.std).float()
         return self.model.encode_image((images - self.mean) / self.std).float()
 
 

@@ -15,7 +15,7 @@ from .errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "adagrad", "adamax", "rmsprop", "sgd")
 AUGMENTATIONS = ("Af", "Ro", "Fl", "Ji", "Gn", "Er")
-PRECISIONS = ("fp32",)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -40,7 +40,8 @@ class GenerationConfig:
     tv_weight: float = 0.0  # total-variation (smoothness) loss on the decoded image
     save_every: int = 0  # keep a frame every N steps (0: none); frames make the timelapse
     video: bool = False  # write a timelapse MP4 of the frames
-    precision: str = "fp32"  # one of PRECISIONS
+    precision: str = "auto"  # one of PRECISIONS; auto: bf16/fp16 on GPU, bf16 on CPUs with native bf16, else fp32
+    checkpoint_decoder: bool = False  # recompute the decoder's finest levels in backward: less memory, slower
 
     # ---- loading -------------------------------------------------------------------------------
     @classmethod

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable, Iterator
 
 import torch
@@ -20,10 +21,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .config import GenerationConfig
+from . import decoder
 from .cutouts import MakeCutouts
 from .errors import ConfigError
 from .losses import ClipLoss, build_prompts
+from .memory import check_memory
 from .models import ModelCache, resolve_device
+from .precision import autocast, resolve_precision
 from .vqgan import vector_quantize
 
 _OPTIMIZERS = {
@@ -34,11 +38,27 @@ _OPTIMIZERS = {
 
 @dataclass
 class StepRecord:
+    """One step's index and losses; the losses are read from the device only when asked for."""
+
     index: int  # 1-based step number
     total: int  # steps in the run
-    loss: float  # total loss of this step
-    losses: dict[str, float]  # loss per prompt (and regulariser), by label
+    _values: torch.Tensor = field(repr=False, default=None)  # [total loss, each term], detached
+    _labels: tuple[str, ...] = field(repr=False, default=())
     _image: Callable[[], Image.Image] = field(repr=False, default=None)
+
+    @cached_property
+    def _floats(self) -> list[float]:
+        return self._values.tolist()  # the one host sync of a step, and only when reported
+
+    @property
+    def loss(self) -> float:
+        """Total loss of this step."""
+        return self._floats[0]
+
+    @property
+    def losses(self) -> dict[str, float]:
+        """Loss per prompt (and regulariser), by label."""
+        return dict(zip(self._labels, self._floats[1:]))
 
     def image(self) -> Image.Image:
         """The image as it stood after this step (decoded on first call)."""
@@ -55,6 +75,9 @@ class Generation:
         self.models = models or ModelCache(self.device)
         self.vqgan = self.models.vqgan(config.vqgan)
         self.clips = self.models.clips(config.clip)
+        self.precision = resolve_precision(config.precision, self.device)
+        check_memory(config, self.vqgan, self.clips, self.device, self.precision)
+        self._fast_decoder = decoder.supported(self.vqgan.decoder)
         factor = self.vqgan.config.factor
         if config.width % factor or config.height % factor:
             raise ConfigError(
@@ -68,6 +91,7 @@ class Generation:
 
         codebook = self.vqgan.codebook.detach()
         self._codebook = codebook
+        self._codebook_sqnorm = codebook.pow(2).sum(1)
         self._z_min = codebook.min(0).values.view(1, -1, 1, 1)
         self._z_max = codebook.max(0).values.view(1, -1, 1, 1)
         self.z = self._initial_latent().requires_grad_(True)
@@ -77,7 +101,7 @@ class Generation:
         self.losses = [
             ClipLoss(clip, weight, build_prompts(config, clip, self._encode_image_prompt_fn(clip)),
                      MakeCutouts(clip.input_size, config.cutn, config.cut_pow, config.augmentations),
-                     label_prefix=f"{clip.name}: " if several else "")
+                     label_prefix=f"{clip.name}: " if several else "", autocast=self._autocast)
             for clip, weight in self.clips
         ]
 
@@ -135,7 +159,7 @@ class Generation:
             terms["init image"] = F.mse_loss(self.z, self._z_init) * self._init_weight(index) / 2
         if cfg.tv_weight:
             terms["smoothness"] = cfg.tv_weight * _total_variation(image)
-        total = sum(terms.values())
+        total = torch.stack(list(terms.values())).sum()
         # 6-7. Optimiser step, then keep the latent inside the codebook's range.
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -146,10 +170,9 @@ class Generation:
         if cfg.save_every and index % cfg.save_every == 0:
             self.frames.append(self.image())
         snapshot = self.z.detach().clone()
-        return StepRecord(
-            index=index, total=cfg.steps, loss=float(total.detach()),
-            losses={k: float(v.detach()) for k, v in terms.items()}, _image=_once(lambda: self._to_pil(snapshot)),
-        )
+        values = torch.stack([total.detach(), *(v.detach() for v in terms.values())])
+        return StepRecord(index=index, total=cfg.steps, _values=values, _labels=tuple(terms),
+                          _image=_once(lambda: self._to_pil(snapshot)))
 
     def _init_weight(self, index: int) -> float:
         cfg = self.config
@@ -157,9 +180,18 @@ class Generation:
             return cfg.init_weight
         return cfg.init_weight * max(0.0, 1 - (index - 1) / cfg.init_weight_decay_steps)
 
+    def _autocast(self):
+        return autocast(self.precision, self.device)
+
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
-        z_q = vector_quantize(z, self._codebook)
-        return _clamp_with_grad(self.vqgan.decode(z_q).add(1).div(2), 0, 1)
+        z_q = vector_quantize(z, self._codebook, self._codebook_sqnorm)
+        with self._autocast():
+            if self._fast_decoder:
+                h = self.vqgan.post_quant_conv(z_q)
+                out = decoder.decode(self.vqgan.decoder, h, checkpoint=self.config.checkpoint_decoder)
+            else:
+                out = self.vqgan.decode(z_q)
+        return _clamp_with_grad(out.float().add(1).div(2), 0, 1)
 
     def image(self) -> Image.Image:
         """The current image, decoded from the current latent."""

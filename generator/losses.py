@@ -1,6 +1,7 @@
 """Prompt losses: squared spherical distance between CLIP embeddings, per prompt, times its weight."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -49,10 +50,14 @@ def build_prompts(config: GenerationConfig, clip: ClipModel, encode_image: Calla
 class ClipLoss:
     """The loss terms of one CLIP model of the ensemble: cutouts -> embeddings -> each target."""
 
-    def __init__(self, clip: ClipModel, weight: float, targets: list[Target], cutouts, label_prefix: str = ""):
+    def __init__(self, clip: ClipModel, weight: float, targets: list[Target], cutouts, label_prefix: str = "",
+                 autocast: Callable = contextlib.nullcontext):
         self.clip, self.weight, self.targets, self.cutouts = clip, weight, targets, cutouts
         self.label_prefix = label_prefix  # names the CLIP model when several guide the image
+        self.autocast = autocast  # the context the CLIP model runs in; the losses stay float32
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator) -> list[tuple[str, torch.Tensor]]:
-        embeds = self.clip.encode_image(self.cutouts(image, generator))
+        cutouts = self.cutouts(image, generator)
+        with self.autocast():
+            embeds = self.clip.encode_image(cutouts)
         return [(self.label_prefix + t.label, self.weight * t.loss(embeds)) for t in self.targets]

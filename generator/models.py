@@ -123,6 +123,15 @@ class ModelCache:
             self._vqgans[name] = (model.eval().requires_grad_(False).to(self.device), sha256)
         return self._vqgans[name][0]
 
+    def add_vqgan(self, name: str, model: VQGAN, sha256: str = "") -> None:
+        """Put an already built VQGAN in the cache under `name` (benchmarks build random full-size ones)."""
+        model.sha256 = sha256
+        self._vqgans[name] = (model.eval().requires_grad_(False).to(self.device), sha256)
+
+    def add_clip(self, name: str, clip: ClipModel) -> None:
+        """Put an already built CLIP model in the cache under `name`."""
+        self._clips[name] = clip.to(self.device)
+
     def clips(self, specs: str) -> list[tuple[ClipModel, float]]:
         out = []
         for spec in parse_clip_specs(specs):

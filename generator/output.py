@@ -43,6 +43,7 @@ def metadata(gen) -> dict[str, str]:
         "vqclip:seed": str(cfg.seed),
         "vqclip:steps_done": str(gen.step_index),
         "vqclip:device": gen.device.type,
+        "vqclip:precision": gen.precision,  # what "auto" resolved to on that device
     }
 
 

@@ -157,11 +157,18 @@ class VQGAN(nn.Module):
         self.load_state_dict(picked, strict=True)
 
 
-def vector_quantize(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """Nearest codebook vector per position, with a straight-through gradient. z: [B, C, h, w]."""
+def vector_quantize(z: torch.Tensor, codebook: torch.Tensor, codebook_sqnorm: torch.Tensor | None = None) -> torch.Tensor:
+    """Nearest codebook vector per position, with a straight-through gradient. z: [B, C, h, w].
+
+    `codebook_sqnorm` is `codebook.pow(2).sum(1)`, passed in by callers that quantise every step.
+    """
     b, c, h, w = z.shape
-    flat = z.permute(0, 2, 3, 1).reshape(-1, c)
+    if codebook_sqnorm is None:
+        codebook_sqnorm = codebook.pow(2).sum(1)
     # |z - e|^2 = |z|^2 - 2 z.e + |e|^2; |z|^2 is the same for every code, so it does not change the argmin.
-    scores = codebook.pow(2).sum(1) - 2 * flat @ codebook.T
-    quantized = codebook[scores.argmin(1)].view(b, h, w, c).permute(0, 3, 1, 2)
-    return z + (quantized - z).detach()
+    # One addmm over [B*h*w, C] positions; for B=1 the flattening is a transposed view, not a copy.
+    with torch.no_grad():
+        flat = z.detach().flatten(2).transpose(1, 2).reshape(-1, c)
+        scores = torch.addmm(codebook_sqnorm, flat, codebook.T, alpha=-2)
+        quantized = codebook[scores.argmin(1)].view(b, h * w, c).transpose(1, 2).view(b, c, h, w)
+    return z + (quantized - z.detach())

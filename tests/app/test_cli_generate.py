@@ -109,3 +109,13 @@ def test_interrupt_leaves_no_partial_file(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in err
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_precision_and_decoder_checkpointing_are_settings_recorded_in_the_png(tmp_path):
+    result = vqclip("generate", "a red circle", *TINY, "--steps", 2, "--precision", "bf16",
+                    "--checkpoint-decoder", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    (path,) = pngs(tmp_path)
+    config = read_png_config(path)
+    assert (config.precision, config.checkpoint_decoder) == ("bf16", True)
+    assert read_png_metadata(path)["vqclip:precision"] == "bf16"
