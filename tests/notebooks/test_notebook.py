@@ -63,12 +63,15 @@ def test_interrupted_loop_cell_continues_when_rerun(tmp_path, tiny_env, monkeypa
                                           "[i for i, _ in history] == list(range(1, len(history) + 1)))")
         nb.cells.append(probe)
 
-        def interrupt_later():  # what the notebook's stop button does: SIGINT to the kernel process
-            time.sleep(10)  # long enough for a few steps even on a loaded machine
+        def interrupt_once_running():
+            """What the notebook's stop button does (SIGINT to the kernel), once the loop has shown a loss."""
+            deadline = time.time() + 300
+            while "loss" not in text_of(nb.cells[loop]) and time.time() < deadline:
+                time.sleep(0.2)
             os.kill(client.km.provisioner.pid, signal.SIGINT)
 
         for _ in range(2):  # run the loop cell twice, interrupting it each time
-            threading.Thread(target=interrupt_later).start()
+            threading.Thread(target=interrupt_once_running).start()
             with pytest.raises(CellExecutionError, match="KeyboardInterrupt"):
                 client.execute_cell(nb.cells[loop], loop)
             client.execute_cell(probe, len(nb.cells) - 1)
