@@ -3,7 +3,8 @@
     python -m generator.shapes.train_clip --arch vqclip-shapes --minutes 12 --out runs/clip
     python -m generator.shapes.train_clip --arch vqclip-shapes-judge --seed 1 --negatives none --out runs/judge
 
-Positives are scenes with their captions, lightly shifted/rotated and noised (as the engine's cutouts
+Captions with one attribute of the scene changed are extra text negatives. Positives are scenes with
+their captions, lightly shifted/rotated and noised (as the engine's cutouts
 are). Negatives are extra images that no caption matches, so every caption must rank its scene above
 them: `shuffle` (a scene cut into 8x8 tiles and shuffled: its colours, not its shapes), `confetti` (many
 small blobs) and, with --vqgan FILE, images decoded from random codes. Writes OUT/clip_<arch>.safetensors
@@ -12,6 +13,7 @@ small blobs) and, with --vqgan FILE, images decoded from random codes. Writes OU
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import random
 import time
@@ -78,16 +80,31 @@ class RandomCodes:
 
 
 def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, n_pos: int, captions: list[str], scale) -> torch.Tensor:
-    """Symmetric InfoNCE; identical captions count as positives; extra images are negatives only."""
-    logits = scale * F.normalize(txt, dim=-1) @ F.normalize(img, dim=-1).T  # [n_pos, n_pos + n_neg]
+    """Symmetric InfoNCE; identical captions count as positives; images and captions past the first
+    n_pos are negatives only (fragment images; captions with one attribute changed)."""
+    logits = scale * F.normalize(txt, dim=-1) @ F.normalize(img, dim=-1).T  # [n_txt, n_img]
     same = torch.tensor([[a == b for b in captions] for a in captions], dtype=torch.float32)
-    t2i = -(F.log_softmax(logits, 1)[:, :n_pos] * same / same.sum(1, keepdim=True)).sum(1).mean()
-    i2t = -(F.log_softmax(logits[:, :n_pos].T, 1) * same / same.sum(1, keepdim=True)).sum(1).mean()
+    t2i = -(F.log_softmax(logits[:n_pos], 1)[:, :n_pos] * same / same.sum(1, keepdim=True)).sum(1).mean()
+    i2t = -(F.log_softmax(logits[:, :n_pos].T, 1)[:, :n_pos] * same / same.sum(1, keepdim=True)).sum(1).mean()
     return (t2i + i2t) / 2
 
 
+def altered_captions(scenes, rng: random.Random, attributes=("position", "shape", "colour")) -> list[str]:
+    """For each scene, its full caption with one attribute of its first thing changed: in a random batch
+    colour alone tells most captions apart, so without these, shape and position are barely learned."""
+    values = {"colour": COLOURS, "shape": SHAPES, "position": tuple(POSITIONS)}
+    out = []
+    for s in scenes:
+        first, rest = s.things[0], list(s.things[1:])
+        for attribute in attributes:
+            taken = {getattr(t, attribute) for t in rest} if attribute == "position" else set()
+            options = [v for v in values[attribute] if v != getattr(first, attribute) and v not in taken]
+            out.append(full_caption([dataclasses.replace(first, **{attribute: rng.choice(options)})] + rest))
+    return out
+
+
 def train(arch: str, minutes: float, batch: int, n_neg: int, negatives: list[str], seed: int,
-          vqgan: str | None, init: str | None, lr: float):
+          vqgan: str | None, init: str | None, lr: float, text_negatives: bool = True):
     torch.manual_seed(seed)
     gen, rng = torch.Generator().manual_seed(seed), random.Random(seed)
     state = None
@@ -121,7 +138,8 @@ def train(arch: str, minutes: float, batch: int, n_neg: int, negatives: list[str
         img = torch.cat(parts)
         captions = [s.caption for s in scenes]
         img_emb = model.encode_image((img - clip.mean) / clip.std)
-        txt_emb = model.encode_text(clip.tokenizer(captions))
+        hard = altered_captions(scenes, rng) if text_negatives else []
+        txt_emb = model.encode_text(clip.tokenizer(captions + hard))
         loss = contrastive_loss(img_emb, txt_emb, len(captions), captions, model.logit_scale.exp().clamp(max=100))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -198,6 +216,7 @@ def main() -> None:
     parser.add_argument("--vqgan", help="VQGAN checkpoint for the 'vqgan' negatives")
     parser.add_argument("--init", help="fine-tune from this checkpoint")
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--no-text-negatives", action="store_true", help="no captions with one attribute changed")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--eval-only", type=Path, help="measure this checkpoint of --arch")
@@ -209,7 +228,8 @@ def main() -> None:
         clip = build_clip(args.arch, read_state_dict(args.eval_only))
     else:
         clip = train(args.arch, args.minutes, args.batch, args.n_neg, args.negatives.split(","), args.seed,
-                     args.vqgan, args.init, args.lr)
+                     args.vqgan, args.init, args.lr,
+                     not args.no_text_negatives)
         print("saved", save(clip, args.arch, args.out), flush=True)
     print("held-out:", evaluate(clip), flush=True)
 
