@@ -99,6 +99,7 @@ def load_clip(name: str) -> ClipModel:
     if "=" in name:
         arch, file = (s.strip() for s in name.split("=", 1))
         return build_clip(arch, read_state_dict(file), name=name, sha256=sha256_file(Path(file)).hexdigest())
+    name = weights.clip_record_name(name)
     if name not in weights.REGISTRY or weights.REGISTRY[name].kind != "clip":
         known = ", ".join([TINY] + sorted(k for k, r in weights.REGISTRY.items() if r.kind == "clip"))
         raise ConfigError(f"unknown CLIP model {name!r}; known: {known}, or ARCH=FILE")

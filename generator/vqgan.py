@@ -5,6 +5,8 @@ the training script's `main`); only `taming.modules`, which are plain torch.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,14 +23,17 @@ _TARGETS = {
     "taming.models.vqgan.GumbelVQ": ("gumbel", ""),
     "taming.models.cond_transformer.Net2NetTransformer": (None, "first_stage_model."),
 }
-_IGNORED_PREFIXES = ("loss.",)  # discriminator and perceptual-loss weights in training checkpoints
+_IGNORED_PREFIXES = ("loss.",)
+NORMS = ("group32", "none")
+QUANTIZER_KINDS = ("nearest", "cosine")  # `quantizer_kind` in params: vqclip's options, not taming's  # discriminator and perceptual-loss weights in training checkpoints
 
 
 @dataclass(frozen=True)
 class VQGANConfig:
     """A taming first-stage model: `ddconfig` plus the quantiser."""
 
-    quantizer: str  # "vq" (nearest code) or "gumbel" (Gumbel-softmax trained, used here by nearest code)
+    quantizer: str  # "vq" (nearest code), "gumbel" (Gumbel-softmax trained, used by nearest code) or
+    # "cosine" (vqclip's own: l2-normalised codebook, matched by cosine similarity)
     embed_dim: int  # codebook vector size
     n_embed: int  # number of codes
     ch: int
@@ -41,6 +46,7 @@ class VQGANConfig:
     out_ch: int = 3
     double_z: bool = False
     dropout: float = 0.0
+    norm: str = "group32"  # one of NORMS: taming's GroupNorm(32), or "none" (Identity: keeps flat colours)
     key_prefix: str = ""  # where the first stage sits in the checkpoint's state dict
     extra: dict = field(default_factory=dict, compare=False)
 
@@ -67,9 +73,18 @@ class VQGANConfig:
         if params.get("remap"):
             raise ConfigError(f"{source}: codebook remapping is not supported")
         dd = params["ddconfig"]
+        norm, quantizer_kind = params.get("norm", "group32"), params.get("quantizer_kind", "nearest")
+        if norm not in NORMS:
+            raise ConfigError(f"{source}: unknown norm {norm!r}; known: {', '.join(NORMS)}")
+        if quantizer_kind not in QUANTIZER_KINDS:
+            raise ConfigError(f"{source}: unknown quantizer_kind {quantizer_kind!r}; known: {', '.join(QUANTIZER_KINDS)}")
+        if quantizer_kind == "cosine":
+            if kind != "vq":
+                raise ConfigError(f"{source}: quantizer_kind cosine needs target taming.models.vqgan.VQModel")
+            kind = "cosine"
         try:
             return cls(
-                quantizer=kind, embed_dim=int(params["embed_dim"]), n_embed=int(params["n_embed"]),
+                quantizer=kind, norm=norm, embed_dim=int(params["embed_dim"]), n_embed=int(params["n_embed"]),
                 ch=int(dd["ch"]), ch_mult=tuple(dd["ch_mult"]), num_res_blocks=int(dd["num_res_blocks"]),
                 attn_resolutions=tuple(dd["attn_resolutions"]), resolution=int(dd["resolution"]),
                 z_channels=int(dd["z_channels"]), in_channels=int(dd.get("in_channels", 3)),
@@ -104,10 +119,13 @@ class VQGAN(nn.Module):
 
         self.config = config
         dd = config.ddconfig()
-        self.encoder = Encoder(**dd)
-        self.decoder = Decoder(**dd)
+        with _norm_layers(config.norm):
+            self.encoder = Encoder(**dd)
+            self.decoder = Decoder(**dd)
         if config.quantizer == "gumbel":
             self.quantize = GumbelQuantize(config.z_channels, config.embed_dim, n_embed=config.n_embed)
+        elif config.quantizer == "cosine":
+            self.quantize = CosineQuantizer(config.n_embed, config.embed_dim)
         else:
             self.quantize = VectorQuantizer2(config.n_embed, config.embed_dim, beta=0.25)
         self.quant_conv = nn.Conv2d(config.z_channels, config.embed_dim, 1)
@@ -118,6 +136,9 @@ class VQGAN(nn.Module):
         """[n_embed, embed_dim] code vectors."""
         if self.config.quantizer == "gumbel":
             return self.quantize.embed.weight
+        if self.config.quantizer == "cosine":
+            # unit vectors: the engine's nearest-code search and range clamp then match by cosine
+            return F.normalize(self.quantize.embedding.weight, dim=1)
         return self.quantize.embedding.weight
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
@@ -126,6 +147,8 @@ class VQGAN(nn.Module):
         if self.config.quantizer == "gumbel":
             idx = self.quantize.proj(h).argmax(1)
             return self.codebook[idx].permute(0, 3, 1, 2)
+        if self.config.quantizer == "cosine":
+            h = F.normalize(h, dim=1)
         return vector_quantize(h, self.codebook)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -155,6 +178,39 @@ class VQGAN(nn.Module):
             if value.shape != expected[key].shape:
                 raise WeightsError(f"{source}: weight {prefix + key!r} has shape {tuple(value.shape)}, the config says {tuple(expected[key].shape)}")
         self.load_state_dict(picked, strict=True)
+
+
+class CosineQuantizer(nn.Module):
+    """A codebook of `n_embed` vectors used l2-normalised (Yu et al. 2022, ViT-VQGAN's factorised codes).
+
+    Only the codebook lives here (key `quantize.embedding.weight`, as in taming); `VQGAN.encode` and the
+    engine normalise the latent and pick the nearest unit code, which is the code of highest cosine.
+    """
+
+    def __init__(self, n_embed: int, embed_dim: int):
+        super().__init__()
+        self.embedding = nn.Embedding(n_embed, embed_dim)
+
+
+_NORM_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _norm_layers(norm: str):
+    """Build taming's Encoder/Decoder with `norm` layers: for "none", its `Normalize` factory returns
+    Identity while they are built (also allowing widths that GroupNorm(32) could not divide)."""
+    if norm == "group32":
+        yield
+        return
+    from taming.modules.diffusionmodules import model as taming_model
+
+    with _NORM_LOCK:
+        original = taming_model.Normalize
+        taming_model.Normalize = lambda in_channels: nn.Identity()
+        try:
+            yield
+        finally:
+            taming_model.Normalize = original
 
 
 def vector_quantize(z: torch.Tensor, codebook: torch.Tensor, codebook_sqnorm: torch.Tensor | None = None) -> torch.Tensor:

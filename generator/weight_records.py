@@ -34,6 +34,8 @@ class WeightRecord:
     arch: str | None = None         # CLIP: open_clip model name
     tag: str | None = None          # CLIP: open_clip pretrained tag
     quick_gelu: bool = False        # CLIP: OpenAI weights need force_quick_gelu=True
+    bundled: bool = False           # shipped inside the package (generator/pretrained/): no download
+    recommended: dict | None = None  # generation settings that suit this model, for front ends to apply
 
 
 # Preservation mirrors of the taming first-stage checkpoints on Hugging Face, pinned by revision
@@ -69,10 +71,40 @@ def _clip(arch, tag, url, sha256, size, quick_gelu, description, source):
     )
 
 
+SHAPES_DESCRIPTION = "Shapes demo (works offline): trained on procedurally drawn scenes, for demos and tests"
+SHAPES_SOURCE = "vqclip: trained on generator/shapes/world.py by generator/shapes/train_*.py (same licence as vqclip)"
+# Settings chosen with benchmarks/quality.py (benchmarks/RESULTS.md, "Quality (shapes)"): preset
+# c16-noflip-lr03 placed the shape best, at a quarter of the defaults' cost. No flips: a flipped cutout
+# turns "on the left" into "on the right". 8 prompts x 1 seed: differences under ~25% are noise.
+SHAPES_RECOMMENDED = {
+    "width": 64, "height": 64, "steps": 50, "cutn": 16, "cut_pow": 1.0, "lr": 0.03,
+    "augmentations": ["Af", "Ji", "Gn", "Er"], "tv_weight": 0.0,
+}
+
+
+def _bundled(name, kind, filename, sha256, size, description, *, config=None, arch=None):
+    return WeightRecord(
+        name=name, kind=kind, filename=filename, urls=(), sha256=sha256, size=size, description=description,
+        source=SHAPES_SOURCE, config=config, arch=arch, tag="shapes" if arch else None, bundled=True,
+        recommended=SHAPES_RECOMMENDED if name != "shapes-judge" else None,
+    )
+
+
 TAMING = "CompVis taming-transformers (Esser et al. 2021); weights without a stated licence, code MIT"
 OPENAI = "OpenAI CLIP (MIT), converted to safetensors for open_clip by timm on Hugging Face"
 
 RECORDS = (
+    _bundled("shapes", "vqgan", "shapes/vqgan_shapes.safetensors",
+             "b0a337eaf8269c5ca6e8ee6fabd1f37c8f06a65db5ea14a60742dd914069537a", 518_510, SHAPES_DESCRIPTION,
+             config=ConfigFile("shapes/vqgan_shapes.yaml", (),
+                               "9cd7448d8324ad9a82256ff15c7d079fe0259b155658f826479fffbdc16da5c5", 649)),
+    _bundled("shapes-clip", "clip", "shapes/clip_shapes.safetensors",
+             "5c0d9032528d38815ed88634d44b372668b07c93e0d2c8cae8ef0ac25a85b31b", 15_576_154,
+             SHAPES_DESCRIPTION + " (`--clip shapes`)", arch="vqclip-shapes"),
+    _bundled("shapes-judge", "clip", "shapes/clip_shapes_judge.safetensors",
+             "1042c26adcd1043d7e3127d227d8c385235eb93dd06e8385c1d475c91ea151b3", 10_706_210,
+             "Shapes demo judge CLIP (works offline): another architecture and seed, to score shapes images",
+             arch="vqclip-shapes-judge"),
     WeightRecord(
         name="tiny", kind="tiny", filename="", urls=(), sha256=None, size=None,
         description="tiny seeded VQGAN and CLIP the engine builds in memory for tests; no file",

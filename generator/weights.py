@@ -23,7 +23,7 @@ from generator.errors import WeightsError
 from generator.weight_records import RECORDS, ConfigFile, WeightRecord
 
 __all__ = [
-    "ConfigFile", "WeightRecord", "REGISTRY", "get", "cache_dir", "path_for", "sha256_for", "config_path_for",
+    "ConfigFile", "WeightRecord", "REGISTRY", "get", "clip_record_name", "cache_dir", "path_for", "sha256_for", "config_path_for",
     "download", "import_file", "verify", "status", "OK", "RECORDED", "BAD", "MISSING", "BUILT_IN",
 ]
 
@@ -36,6 +36,7 @@ RECORDED = "recorded"  # present, no hash known before: its hash has just been r
 BAD = "bad"            # present, wrong size or hash
 MISSING = "missing"    # not in the cache (a .part may be waiting to be resumed)
 BUILT_IN = "built-in"  # the tiny test models: built in memory, nothing on disk
+BUNDLED_DIR = Path(__file__).parent / "pretrained"  # weights shipped inside the package
 
 TRUSTED_FILE = "trusted.json"    # hashes recorded on first use, for records with sha256=None
 VERIFIED_FILE = "verified.json"  # (size, mtime_ns) -> sha256 of files already hashed
@@ -49,6 +50,11 @@ class _Target:
     urls: tuple[str, ...]
     sha256: str | None
     size: int | None
+    bundled: bool = False  # lives in BUNDLED_DIR, not in the cache
+
+    @property
+    def path(self) -> Path:
+        return (BUNDLED_DIR if self.bundled else cache_dir()) / self.filename
 
 
 def get(name: str) -> WeightRecord:
@@ -57,6 +63,14 @@ def get(name: str) -> WeightRecord:
         return REGISTRY[name]
     except KeyError:
         raise WeightsError(f"unknown weights {name!r}; known: {', '.join(sorted(REGISTRY))}") from None
+
+
+def clip_record_name(name: str) -> str:
+    """The CLIP record for `name`: itself, or NAME-clip where NAME is a VQGAN's (`--clip shapes`)."""
+    record = REGISTRY.get(name)
+    if record is not None and record.kind != "clip" and f"{name}-clip" in REGISTRY:
+        return f"{name}-clip"
+    return name
 
 
 def cache_dir() -> Path:
@@ -83,8 +97,9 @@ def _targets(record: WeightRecord) -> list[_Target]:
     targets = []
     if record.config is not None:
         c = record.config
-        targets.append(_Target(c.filename, _mirrored(c.urls, c.filename), c.sha256, c.size))
-    targets.append(_Target(record.filename, _mirrored(record.urls, record.filename), record.sha256, record.size))
+        targets.append(_Target(c.filename, _mirrored(c.urls, c.filename), c.sha256, c.size, record.bundled))
+    targets.append(_Target(record.filename, _mirrored(record.urls, record.filename), record.sha256, record.size,
+                           record.bundled))
     return targets
 
 
@@ -135,7 +150,14 @@ def _remember_verified(path: Path, sha256: str) -> None:
 
 def _check(target: _Target, *, rehash: bool = False) -> tuple[str, str]:
     """(state, detail) of a target's file in the cache; hashes only when size or mtime changed."""
-    path = cache_dir() / target.filename
+    path = target.path
+    if target.bundled:  # a few MB: hashed on every use, nothing recorded in the cache
+        if not path.is_file():
+            return MISSING, f"{path} is missing from the package"
+        actual = sha256_file(path).hexdigest()
+        if actual != target.sha256:
+            return BAD, f"{path} sha256 mismatch: expected {target.sha256}, actual {actual}"
+        return OK, f"{path} (bundled) sha256 {actual} ok"
     if not path.is_file():
         return MISSING, f"{path} is missing"
     st = path.stat()
@@ -160,12 +182,14 @@ def _check(target: _Target, *, rehash: bool = False) -> tuple[str, str]:
 
 
 def _verified_path(name: str, target: _Target, verify: bool) -> Path:
-    state, detail = _check(target) if verify else (OK if (cache_dir() / target.filename).is_file() else MISSING, "")
+    state, detail = _check(target) if verify else (OK if target.path.is_file() else MISSING, "")
+    if target.bundled and state != OK:
+        raise WeightsError(f"{name}: {detail}; reinstall vqclip")
     if state == MISSING:
         raise WeightsError(f"{name}: {target.filename} is not in {cache_dir()}; {_how_to_get(name, target)}")
     if state == BAD:
         raise WeightsError(f"{name}: {detail}. Delete it and {_how_to_get(name, target)}")
-    return cache_dir() / target.filename
+    return target.path
 
 
 def path_for(name: str, verify: bool = True) -> Path:
@@ -254,6 +278,8 @@ def download(
     record = get(name)
     if record.kind == "tiny":
         raise WeightsError(f"{name} is built in memory by the engine; there is nothing to download")
+    if record.bundled:  # shipped with the package: nothing to fetch, only to verify
+        return path_for(name)
     cache = cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     failures = []
@@ -303,6 +329,8 @@ def import_file(name: str, path: str | Path) -> Path:
     targets = _targets(record)
     if not targets:
         raise WeightsError(f"{name} is built in memory by the engine; there is nothing to import")
+    if record.bundled:
+        raise WeightsError(f"{name} is bundled with vqclip; there is nothing to import")
     is_config = record.config is not None and src.suffix.lower() in (".yaml", ".yml")
     target = targets[0] if is_config else targets[-1]
     size = src.stat().st_size

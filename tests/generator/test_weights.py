@@ -208,7 +208,7 @@ def test_registry_records_are_consistent():
         assert record.kind in ("vqgan", "clip", "tiny")
         assert record.sha256 is None or len(record.sha256) == 64
         if record.kind == "vqgan":
-            assert record.config is not None and record.urls
+            assert record.config is not None and (record.urls or record.bundled)
         if record.kind == "clip":
             assert record.arch and record.tag and record.filename.endswith(".safetensors")
     assert weights.get("vqgan_imagenet_f16_16384").size == 980_092_370

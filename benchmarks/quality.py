@@ -1,0 +1,130 @@
+"""Do generated images match their prompts? VQGAN+CLIP on the bundled shapes pair, judged by the
+scene checker (generator/shapes/checker.py) and by a second CLIP that did not guide the image.
+
+    .venv/bin/python benchmarks/quality.py --prompts 12 --seeds 2 --presets defaults,notebook,shapes
+
+Prompts are one-shape held-out scenes ("a large red star at the top": colour/shape pairs the models never
+saw in training). Per preset it prints, as a markdown table row: checker accuracy per attribute, the
+judge CLIP's top-1 per attribute among captions differing only in that attribute, the guiding CLIP's own
+top-1 the same way (its gap to the checker is how far the image fools its guide), and seconds per image.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# the repository root instead of benchmarks/, whose queue.py would shadow the standard library's
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from generator import GenerationConfig  # noqa: E402
+from generator.engine import Generation  # noqa: E402
+from generator.models import ModelCache  # noqa: E402
+from generator.shapes.checker import check  # noqa: E402
+from generator.shapes.train_clip import variants  # noqa: E402
+from generator.shapes.world import World  # noqa: E402
+from generator.weight_records import SHAPES_RECOMMENDED  # noqa: E402
+
+ATTRIBUTES = ("colour", "shape", "position", "size")
+BASE = {"vqgan": "shapes", "clip": "shapes", "width": 64, "height": 64}
+PRESETS = {
+    # vqclip's GenerationConfig defaults (only the models and the size changed)
+    "defaults": {},
+    # Crowson's notebook: step size 0.05, 64 cutouts, cut_pow 1, flips + affine + jitter + noise
+    "notebook": {"lr": 0.05, "cutn": 64, "augmentations": ["Fl", "Af", "Ji", "Gn"]},
+    # candidates for the shapes pair's recommended settings: 16 cutouts, no flips (a flipped cutout
+    # turns "on the left" into "on the right")
+    "c16-noflip": {"cutn": 16, "augmentations": ["Af", "Ji", "Gn", "Er"]},
+    "c16-noflip-grey": {"cutn": 16, "augmentations": ["Af", "Ji", "Gn", "Er"], "init_image": "GREY"},
+    "c16-noflip-tv": {"cutn": 16, "augmentations": ["Af", "Ji", "Gn", "Er"], "tv_weight": 5.0},
+    "c16-noflip-lr03": {"cutn": 16, "augmentations": ["Af", "Ji", "Gn", "Er"], "lr": 0.03},
+    "c16-flip": {"cutn": 16},
+    "shapes": dict(SHAPES_RECOMMENDED),
+}
+
+
+def prompts(n: int) -> list:
+    """The first n distinct one-shape held-out scenes' things."""
+    world, seen, out, i = World("heldout", seed=7, two_shape_fraction=0.0), set(), [], 0
+    while len(out) < n:
+        thing = world.scene(i).things[0]
+        i += 1
+        if thing not in seen:
+            seen.add(thing)
+            out.append(thing)
+    return out
+
+
+@torch.no_grad()
+def attribute_top1(clip, image: Image.Image, thing) -> dict[str, bool]:
+    x = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float().div(255)[None]
+    x = F.interpolate(x, size=clip.input_size, mode="bilinear", antialias=True) if x.shape[-1] != clip.input_size else x
+    e = F.normalize(clip.encode_image(x), dim=-1)[0]
+    out = {}
+    for attribute in ATTRIBUTES:
+        t = F.normalize(clip.encode_text(variants(thing, attribute)), dim=-1)
+        out[attribute] = int((t @ e).argmax()) == 0
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=12)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--presets", default="defaults,notebook,shapes")
+    parser.add_argument("--steps", type=int, help="override every preset's steps")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--save", type=Path, help="write each image here as PRESET_PROMPTNO_SEED.png")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    models = ModelCache("cpu")
+    judge = models.clips("shapes-judge")[0][0]
+    grey = Path(tempfile.mkdtemp()) / "grey.png"
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(grey)
+    things = prompts(args.prompts)
+    print(f"{len(things)} prompts x {args.seeds} seeds, e.g. {things[0].phrase()!r}; torch threads {args.threads}")
+    print("| preset | steps | checker colour | shape | position | size | all | judge colour | shape | position "
+          "| guide colour | shape | position | s/image |")
+    print("|---" * 14 + "|")
+    for name in args.presets.split(","):
+        settings = {**BASE, **PRESETS[name]}
+        if settings.get("init_image") == "GREY":
+            settings["init_image"] = str(grey)
+        if args.steps:
+            settings["steps"] = args.steps
+        tallies = {k: [] for k in ("checker", "judge", "guide")}
+        seconds = []
+        for p, thing in enumerate(things):
+            text = f"{'an' if thing.phrase()[0] in 'aeiou' else 'a'} {thing.phrase()}"
+            for seed in range(args.seeds):
+                config = GenerationConfig.from_dict({**settings, "prompts": text, "seed": seed})
+                start = time.perf_counter()
+                gen = Generation(config, device="cpu", models=models)
+                image = gen.run()
+                seconds.append(time.perf_counter() - start)
+                c = check(image, thing)
+                tallies["checker"].append({**c, "all": all(c[a] for a in ("colour", "shape", "position"))})
+                tallies["judge"].append(attribute_top1(judge, image, thing))
+                tallies["guide"].append(attribute_top1(gen.clips[0][0], image, thing))
+                if args.save:
+                    args.save.mkdir(parents=True, exist_ok=True)
+                    image.save(args.save / f"{name}_{p:02d}_{seed}.png")
+        mean = {k: {a: np.mean([t[a] for t in v]) for a in v[0]} for k, v in tallies.items()}
+        pct = lambda v: f"{100 * v:.0f}%"  # noqa: E731
+        ch, ju, gu = mean["checker"], mean["judge"], mean["guide"]
+        print(f"| {name} | {config.steps} | {pct(ch['colour'])} | {pct(ch['shape'])} | {pct(ch['position'])} | "
+              f"{pct(ch['size'])} | {pct(ch['all'])} | {pct(ju['colour'])} | {pct(ju['shape'])} | "
+              f"{pct(ju['position'])} | {pct(gu['colour'])} | {pct(gu['shape'])} | {pct(gu['position'])} | "
+              f"{np.mean(seconds):.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""The shapes world: seeded, endless, captioned 64x64 scenes of one or two simple shapes.
+
+    world = World(split="train")
+    scene = world.scene(17)          # the same scene for the same index, always
+    scene.image                      # PIL 64x64 RGB, muted flat background
+    scene.caption                    # e.g. "a large red circle on the left"
+
+A scene holds one shape, or two on opposite sides (left/right or top/bottom). Some colour/shape pairs
+(`HELD_OUT`) never appear in the "train" split; the "heldout" split puts one of them in every scene, so
+held-out prompts ask for combinations no model has seen.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+SIZE = 64
+SUPERSAMPLE = 4  # drawn at 4x and box-filtered down: anti-aliased edges like a real photo's
+
+PALETTE = {
+    "red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 225), "yellow": (240, 215, 40),
+    "purple": (135, 55, 185), "orange": (245, 135, 30), "white": (245, 245, 245), "black": (20, 20, 20),
+}
+COLOURS = tuple(PALETTE)
+SHAPES = ("circle", "square", "triangle", "star", "cross")
+SIZES = {"small": 8.0, "large": 13.5}  # circumradius in pixels
+POSITIONS = {"left": (17, 32), "right": (47, 32), "top": (32, 17), "bottom": (32, 47), "centre": (32, 32)}
+POSITION_PHRASES = {"left": "on the left", "right": "on the right", "top": "at the top",
+                    "bottom": "at the bottom", "centre": "in the centre"}
+PAIRS = (("left", "right"), ("top", "bottom"))
+# One shape per colour is never drawn in that colour in training: 8 of the 40 colour/shape pairs.
+HELD_OUT = frozenset((c, SHAPES[(2 * i + 1) % len(SHAPES)]) for i, c in enumerate(COLOURS))
+SPLITS = ("train", "heldout")
+
+
+@dataclass(frozen=True)
+class Thing:
+    colour: str
+    shape: str
+    size: str
+    position: str
+
+    def phrase(self, with_size: bool = True, with_position: bool = True) -> str:
+        words = [self.size] if with_size else []
+        text = f"{' '.join(words + [self.colour, self.shape])}"
+        return text + (f" {POSITION_PHRASES[self.position]}" if with_position else "")
+
+
+@dataclass(frozen=True)
+class Scene:
+    things: tuple[Thing, ...]
+    background: tuple[int, int, int]
+    caption: str  # a training caption (template chosen by the seed)
+    image: Image.Image
+
+    @property
+    def full_caption(self) -> str:
+        """The caption naming every attribute: what the retrieval evaluation uses."""
+        return full_caption(self.things)
+
+
+def article(phrase: str) -> str:
+    return "an" if phrase[0] in "aeiou" else "a"
+
+
+def full_caption(things) -> str:
+    parts = [f"{article(t.phrase())} {t.phrase()}" for t in things]
+    return " and ".join(parts)
+
+
+def caption_for(things, rng: random.Random) -> str:
+    """A caption from one of several templates; some leave out size or position, as people do."""
+    with_size = rng.random() < 0.5
+    with_position = rng.random() < 0.75
+    parts = []
+    for t in things:
+        p = t.phrase(with_size, with_position)
+        parts.append(f"{article(p)} {p}")
+    text = " and ".join(parts)
+    return rng.choice(["{}", "{}", "a picture of {}", "{} on a plain background"]).format(text)
+
+
+def muted_background(rng: random.Random) -> tuple[int, int, int]:
+    """A low-saturation mid-tone colour, kept well away from every palette colour."""
+    while True:
+        grey = rng.uniform(85, 165)
+        rgb = tuple(int(np.clip(grey + rng.uniform(-22, 22), 0, 255)) for _ in range(3))
+        if min(math.dist(rgb, p) for p in PALETTE.values()) > 85:
+            return rgb
+
+
+def shape_polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]] | None:
+    """Vertices of an upright shape of circumradius r (None for a circle)."""
+    if shape == "square":
+        h = r * 0.78
+        return [(cx - h, cy - h), (cx + h, cy - h), (cx + h, cy + h), (cx - h, cy + h)]
+    if shape == "triangle":
+        cy += r * 0.2  # centre the bounding box rather than the circumcentre
+        return [(cx + r * math.sin(a), cy - r * math.cos(a)) for a in (0, 2 * math.pi / 3, 4 * math.pi / 3)]
+    if shape == "star":
+        cy += r * 0.08
+        return [(cx + (r if k % 2 == 0 else 0.45 * r) * math.sin(k * math.pi / 5),
+                 cy - (r if k % 2 == 0 else 0.45 * r) * math.cos(k * math.pi / 5)) for k in range(10)]
+    if shape == "cross":
+        a, t = r * 0.9, r * 0.32
+        return [(cx - t, cy - a), (cx + t, cy - a), (cx + t, cy - t), (cx + a, cy - t), (cx + a, cy + t),
+                (cx + t, cy + t), (cx + t, cy + a), (cx - t, cy + a), (cx - t, cy + t), (cx - a, cy + t),
+                (cx - a, cy - t), (cx - t, cy - t)]
+    return None
+
+
+def render(things, background, rng: random.Random | None = None) -> Image.Image:
+    """Draw the things on a flat background, with a pixel or two of positional jitter."""
+    rng = rng or random.Random(0)
+    s = SUPERSAMPLE
+    canvas = Image.new("RGB", (SIZE * s, SIZE * s), background)
+    draw = ImageDraw.Draw(canvas)
+    for t in things:
+        x, y = POSITIONS[t.position]
+        x, y = (x + rng.uniform(-1.5, 1.5)) * s, (y + rng.uniform(-1.5, 1.5)) * s
+        r = SIZES[t.size] * rng.uniform(0.93, 1.07) * s
+        poly = shape_polygon(t.shape, x, y, r)
+        if poly is None:
+            draw.ellipse([x - r * 0.9, y - r * 0.9, x + r * 0.9, y + r * 0.9], fill=PALETTE[t.colour])
+        else:
+            draw.polygon(poly, fill=PALETTE[t.colour])
+    return canvas.resize((SIZE, SIZE), Image.BOX)
+
+
+class World:
+    """Scene `i` of a split is a pure function of (split, seed, i)."""
+
+    def __init__(self, split: str = "train", seed: int = 0, two_shape_fraction: float = 0.3):
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+        self.split, self.seed, self.two = split, seed, two_shape_fraction
+
+    def _thing(self, rng: random.Random, position: str, held: bool) -> Thing:
+        while True:
+            colour, shape = rng.choice(COLOURS), rng.choice(SHAPES)
+            if ((colour, shape) in HELD_OUT) == held:
+                return Thing(colour, shape, rng.choice(tuple(SIZES)), position)
+
+    def things(self, rng: random.Random) -> tuple[Thing, ...]:
+        held = self.split == "heldout"
+        if rng.random() < self.two:
+            first, second = rng.choice(PAIRS)
+            if rng.random() < 0.5:
+                first, second = second, first
+            # in a held-out scene only the first-named thing is an unseen pair
+            return self._thing(rng, first, held), self._thing(rng, second, False)
+        return (self._thing(rng, rng.choice(tuple(POSITIONS)), held),)
+
+    def scene(self, index: int) -> Scene:
+        rng = random.Random(f"{self.split}:{self.seed}:{index}")
+        things = self.things(rng)
+        background = muted_background(rng)
+        caption = caption_for(things, rng)
+        return Scene(things, background, caption, render(things, background, rng))
+
+    def batch(self, start: int, n: int) -> tuple[np.ndarray, list[Scene]]:
+        """Scenes start..start+n-1 as a uint8 [n, 64, 64, 3] array and their records."""
+        scenes = [self.scene(i) for i in range(start, start + n)]
+        return np.stack([np.asarray(s.image) for s in scenes]), scenes
+
+
+def to_tensor(images: np.ndarray):
+    """uint8 [n, H, W, 3] -> float [n, 3, H, W] in [0, 1]."""
+    import torch
+
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)

@@ -1,0 +1,51 @@
+"""The bundled shapes pair: verified, loaded strictly by the engine's own loaders, and it draws."""
+import pytest
+import torch
+
+from generator import GenerationConfig, Generation, weights
+from generator.errors import WeightsError
+from generator.models import ModelCache, load_clip, load_vqgan
+from generator.shapes.checker import read_scene
+from generator.weight_records import SHAPES_RECOMMENDED
+
+
+@pytest.fixture(scope="module")
+def shapes_models():
+    return ModelCache("cpu")
+
+
+@pytest.mark.parametrize("name", ["shapes", "shapes-clip", "shapes-judge"])
+def test_bundled_weights_verify_without_download(name):
+    record = weights.get(name)
+    assert record.bundled and record.urls == () and record.sha256
+    path = weights.path_for(name)
+    assert path.is_file() and path.stat().st_size == record.size < 16_000_000
+    assert weights.verify(name) == [(name, weights.OK)]
+    assert weights.download(name, progress=False) == path
+
+
+def test_bundled_file_with_a_wrong_hash_is_refused(monkeypatch):
+    record = weights.get("shapes-judge")
+    monkeypatch.setitem(weights.REGISTRY, "shapes-judge", record.__class__(**{**record.__dict__, "sha256": "0" * 64}))
+    with pytest.raises(WeightsError, match="sha256 mismatch"):
+        weights.path_for("shapes-judge")
+
+
+def test_fp16_weights_load_into_fp32_models_through_the_strict_loaders():
+    vqgan, sha256 = load_vqgan("shapes")
+    assert sha256 == weights.get("shapes").sha256
+    assert vqgan.config.quantizer == "cosine" and vqgan.config.norm == "none"
+    assert all(p.dtype == torch.float32 for p in vqgan.parameters())
+    clip = load_clip("shapes")  # the CLIP of the pair, by the VQGAN's name
+    assert clip.name == "shapes-clip" and clip.input_size == 64
+    assert all(p.dtype == torch.float32 for p in clip.model.parameters())
+    assert load_clip("shapes-judge").input_size == 64
+
+
+def test_a_red_square_comes_out_red(shapes_models):
+    settings = {**SHAPES_RECOMMENDED, "steps": 20, "cutn": 4}  # ~15 s on a busy 2-core CPU
+    config = GenerationConfig.from_dict({**settings, "prompts": "a red square", "vqgan": "shapes",
+                                         "clip": "shapes", "seed": 0})
+    image = Generation(config, device="cpu", models=shapes_models).run()
+    found = read_scene(image)
+    assert found and found[0].colour == "red", found
