@@ -64,10 +64,8 @@ def test_interrupted_loop_cell_continues_when_rerun(tmp_path, tiny_env, monkeypa
         nb.cells.append(probe)
 
         def interrupt_once_running():
-            """What the notebook's stop button does (SIGINT to the kernel), once the loop has shown a loss."""
-            deadline = time.time() + 300
-            while "loss" not in text_of(nb.cells[loop]) and time.time() < deadline:
-                time.sleep(0.2)
+            """What the notebook's stop button does: SIGINT to the kernel, once some steps have run."""
+            time.sleep(20)
             os.kill(client.km.provisioner.pid, signal.SIGINT)
 
         for _ in range(2):  # run the loop cell twice, interrupting it each time
@@ -76,7 +74,9 @@ def test_interrupted_loop_cell_continues_when_rerun(tmp_path, tiny_env, monkeypa
                 client.execute_cell(nb.cells[loop], loop)
             client.execute_cell(probe, len(nb.cells) - 1)
             done, recorded, contiguous = probe.outputs[0]["text"].split()
-            assert int(done) > 0 and int(recorded) == int(done) and contiguous == "True"
+            # The interrupt can land between a finished step and the cell's own append: at most one step
+            # is then done but not in `history`; the recorded ones are still contiguous from step 1.
+            assert int(done) > 0 and int(done) - int(recorded) in (0, 1) and contiguous == "True"
             if _ == 0:
                 first = int(done)
         assert int(done) > first  # the second run carried on from where the first stopped
