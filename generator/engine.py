@@ -84,7 +84,7 @@ class Generation:
                 f"size {config.width}x{config.height} is not a multiple of {factor}, the VQGAN's factor; "
                 f"try {_round(config.width, factor)}x{_round(config.height, factor)}"
             )
-        self.step_index = 0
+        self._loss_history: list[torch.Tensor] = []  # each finished step's total loss, on the device
         self.frames: list[Image.Image] = []
         self._cancel = threading.Event()
         self._rng = torch.Generator().manual_seed(config.seed)
@@ -136,6 +136,16 @@ class Generation:
     def cancelled(self) -> bool:
         return self._cancel.is_set()
 
+    @property
+    def step_index(self) -> int:
+        """Steps finished so far."""
+        return len(self._loss_history)
+
+    @property
+    def loss_history(self) -> list[float]:
+        """Total loss of every finished step, in order (step i at position i - 1)."""
+        return torch.stack(self._loss_history).tolist() if self._loss_history else []
+
     def __iter__(self) -> Iterator[StepRecord]:
         cfg = self.config
         while self.step_index < cfg.steps and not self._cancel.is_set():
@@ -144,7 +154,8 @@ class Generation:
     def step(self) -> StepRecord:
         """Run one optimisation step and return its record.
 
-        `step_index` advances only once the step is complete, so an interrupted step is simply redone.
+        `step_index` advances only once the step is complete, so an interrupted step is simply redone. It
+        and `loss_history` move together in one list append, so an interrupt cannot leave them apart.
         """
         cfg = self.config
         index = self.step_index + 1
@@ -166,7 +177,7 @@ class Generation:
         self.optimizer.step()
         with torch.no_grad():
             self.z.copy_(torch.maximum(torch.minimum(self.z, self._z_max), self._z_min))
-        self.step_index = index
+        self._loss_history.append(total.detach())  # this append is what marks the step as finished
         if cfg.save_every and index % cfg.save_every == 0:
             self.frames.append(self.image())
         snapshot = self.z.detach().clone()

@@ -58,6 +58,12 @@ def test_cancel_stops_before_next_step(models):
     assert seen == [1, 2, 3, 4] and gen.cancelled and gen.step_index == 4
 
 
+def test_loss_history_holds_every_finished_step(models):
+    gen = Generation(tiny_config(steps=6), device="cpu", models=models)
+    losses = [step.loss for step in gen]
+    assert gen.step_index == 6 and gen.loss_history == pytest.approx(losses, rel=0, abs=0)
+
+
 def test_size_must_be_multiple_of_factor(models):
     with pytest.raises(ConfigError, match="not a multiple of 4.*try 64x64"):
         Generation(tiny_config(width=66), device="cpu", models=models)
