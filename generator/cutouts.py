@@ -1,12 +1,15 @@
 """Random cutouts of the decoded image, with augmentations, made for all cutouts at once.
 
 Cutouts as in Crowson's notebook: side ``s = rand**cut_pow * (max - min) + min`` at a random offset,
-resampled to CLIP's input size by adaptive average pooling (so large cutouts are antialiased). Each
-cutout is one slice and one pooling call: measured on the CPU (benchmarks/RESULTS.md), the 32 calls
-forward and backward take a third of the time of one `torchvision.ops.roi_align` over all of them, whose
-backward is a serial loop, and they spare the ~2 s import of torchvision.ops. The boxes are drawn on the
-CPU, so reading them costs no device sync. One `grid_sample` applies the geometric augmentations to the
-whole batch; colour, noise and erasing are batched too.
+resampled to CLIP's input size by adaptive average pooling (so large cutouts are antialiased). Adaptive
+average pooling is separable, ``cutout = P_y @ image @ P_x^T`` with one averaging matrix per axis and
+cutout, so on a GPU all cutouts are made by two batched matrix products (one op each, no Python loop, no
+kernel launch per cutout). On a CPU, one slice and one pooling call per cutout is faster (measured
+forward + backward, 32 cutouts of 256x256, one thread: 0.19 s against 0.31 s for the products, and
+0.59 s for one `torchvision.ops.roi_align`, whose backward is a serial loop); both give the same pixels
+(tests/generator/test_cutouts.py). The boxes are drawn on the CPU, so reading them costs no device sync.
+One `grid_sample` applies the geometric augmentations to the whole batch; colour, noise and erasing are
+batched too.
 """
 from __future__ import annotations
 
@@ -37,10 +40,7 @@ class MakeCutouts:
         sizes = (torch.rand(n, generator=generator) ** self.cut_pow * (max_size - min_size) + min_size).floor()
         x0 = (torch.rand(n, generator=generator) * (width - sizes + 1)).floor()
         y0 = (torch.rand(n, generator=generator) * (height - sizes + 1)).floor()
-        cutouts = torch.cat([
-            F.adaptive_avg_pool2d(image[:, :, y:y + s, x:x + s], self.size)
-            for s, x, y in zip(sizes.int().tolist(), x0.int().tolist(), y0.int().tolist())
-        ])
+        cutouts = pool_boxes(image, sizes, x0, y0, self.size, batched=image.device.type != "cpu")
 
         # 2. Geometry: flip, rotation, shift and shear as one affine grid per cutout.
         geometric = self.augmentations & {"Af", "Ro", "Fl"}
@@ -77,6 +77,32 @@ class MakeCutouts:
         ], 1).to(x.dtype)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def pool_boxes(image: torch.Tensor, sizes: torch.Tensor, x0: torch.Tensor, y0: torch.Tensor, out: int,
+               batched: bool = True) -> torch.Tensor:
+    """Square boxes (side `sizes`, corner `x0`, `y0`; CPU tensors) of image [1, C, H, W], each
+    adaptive-average-pooled to out x out: [n, C, out, out]."""
+    if not batched:
+        return torch.cat([
+            F.adaptive_avg_pool2d(image[:, :, y:y + s, x:x + s], out)
+            for s, x, y in zip(sizes.int().tolist(), x0.int().tolist(), y0.int().tolist())
+        ])
+    rows = _averaging(y0, sizes, out, image.shape[2]).to(image.device, image.dtype)  # [n, out, H]
+    cols = _averaging(x0, sizes, out, image.shape[3]).to(image.device, image.dtype)  # [n, out, W]
+    return rows.unsqueeze(1) @ image @ cols.transpose(1, 2).unsqueeze(1)
+
+
+def _averaging(starts: torch.Tensor, sizes: torch.Tensor, out: int, length: int) -> torch.Tensor:
+    """[n, out, length]: row i averages positions start + [floor(i s / out), ceil((i + 1) s / out)),
+    the windows of `adaptive_avg_pool` over a span of s positions."""
+    i = torch.arange(out, dtype=torch.float64)
+    span = sizes.to(torch.float64).view(-1, 1)
+    low = torch.floor(i * span / out) + starts.view(-1, 1)
+    high = torch.ceil((i + 1) * span / out) + starts.view(-1, 1)
+    position = torch.arange(length, dtype=torch.float64).view(1, 1, -1)
+    inside = (position >= low.unsqueeze(-1)) & (position < high.unsqueeze(-1))
+    return (inside / (high - low).unsqueeze(-1)).float()
 
 
 def _jitter(x: torch.Tensor, rand) -> torch.Tensor:

@@ -1,0 +1,40 @@
+"""Cutouts: the batched pooling gives the notebook's per-cutout adaptive pooling, values and gradients."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from generator.cutouts import MakeCutouts, pool_boxes
+
+
+def boxes(n, side, out, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    sizes = (torch.rand(n, generator=gen) * (side - out) + out).floor()
+    x0 = (torch.rand(n, generator=gen) * (side - sizes + 1)).floor()
+    y0 = (torch.rand(n, generator=gen) * (side - sizes + 1)).floor()
+    return sizes, x0, y0
+
+
+@pytest.mark.parametrize("side, out", [(64, 24), (96, 40), (80, 80), (200, 32)])
+def test_batched_pooling_equals_adaptive_pooling_per_cutout(side, out):
+    sizes, x0, y0 = boxes(9, side, out)
+    image = torch.rand(1, 3, side, side)
+    reference = torch.cat([F.adaptive_avg_pool2d(image[:, :, y:y + s, x:x + s], out)
+                           for s, x, y in zip(sizes.int().tolist(), x0.int().tolist(), y0.int().tolist())])
+    leaves = [image.clone().requires_grad_(True) for _ in range(2)]
+    weight = torch.rand_like(reference)
+    results = [pool_boxes(leaf, sizes, x0, y0, out, batched=batched) for leaf, batched in zip(leaves, (True, False))]
+    for result, leaf in zip(results, leaves):
+        (result * weight).sum().backward()
+    torch.testing.assert_close(results[0], reference, rtol=0, atol=1e-6)
+    torch.testing.assert_close(results[1], reference, rtol=0, atol=0)
+    torch.testing.assert_close(leaves[0].grad, leaves[1].grad, rtol=0, atol=1e-5)
+
+
+def test_same_generator_state_gives_the_same_cutouts():
+    image = torch.rand(1, 3, 64, 64)
+    make = MakeCutouts(32, 6, augmentations=["Af", "Fl", "Ji", "Gn", "Er"])
+    first = make(image, torch.Generator().manual_seed(3))
+    again = make(image, torch.Generator().manual_seed(3))
+    other = make(image, torch.Generator().manual_seed(4))
+    assert first.shape == (6, 3, 32, 32)
+    assert torch.equal(first, again) and not torch.equal(first, other)
