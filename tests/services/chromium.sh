@@ -8,19 +8,12 @@ BROWSER=/usr/bin/chromium
 
 log() { echo "chromium.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=tests/services/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 
 if [[ ! -x $BROWSER || ! -d /usr/share/fonts/truetype/noto ]]; then
     [[ $EUID -eq 0 ]] || die "chromium is not installed and installing it needs root (apt-get install chromium)"
-    export DEBIAN_FRONTEND=noninteractive
-    # Only refresh the package lists when apt does not know the package yet.
-    if ! apt-cache show chromium >/dev/null 2>&1; then
-        log "apt-get update"
-        apt-get update -qq >&2
-    fi
-    log "apt-get install -y chromium"
-    install=(apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core fonts-noto-color-emoji)
-    # Stale package lists make the download fail: refresh them once and try again.
-    "${install[@]}" >&2 || { log "apt-get update"; apt-get update -qq >&2; "${install[@]}" >&2; }
+    apt_install chromium --no-install-recommends chromium fonts-dejavu-core fonts-noto-color-emoji
 fi
 [[ -x $BROWSER ]] || die "$BROWSER is missing after installing chromium"
 echo "$BROWSER"

@@ -21,6 +21,8 @@ URL="postgresql+psycopg://$ROLE:$PASSWORD@127.0.0.1:$PORT/$DATABASE"
 
 log() { echo "postgres.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=tests/services/apt.sh
+source "$ROOT/tests/services/apt.sh"
 
 find_bindir() {
     # Newest installed major version, e.g. /usr/lib/postgresql/15/bin.
@@ -29,22 +31,12 @@ find_bindir() {
 
 install_server() {
     [[ $EUID -eq 0 ]] || die "PostgreSQL is not installed and installing it needs root (apt-get install postgresql)"
-    export DEBIAN_FRONTEND=noninteractive
-    # Only refresh the package lists when apt does not know the package yet.
-    if ! apt-cache show postgresql >/dev/null 2>&1; then
-        log "apt-get update"
-        apt-get update -qq >&2
-    fi
-    log "apt-get install -y postgresql"
     # The Debian package would create and start a system cluster on 5432; we only want the binaries.
     # (Documented switch of postgresql-common; confold keeps this file when the package brings its own.)
     mkdir -p /etc/postgresql-common
     [[ -e /etc/postgresql-common/createcluster.conf ]] || echo "create_main_cluster = false" \
         > /etc/postgresql-common/createcluster.conf
-    local install=(apt-get install -y -qq -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold
-                   postgresql)
-    # Stale package lists make the download fail: refresh them once and try again.
-    "${install[@]}" >&2 || { log "apt-get update"; apt-get update -qq >&2; "${install[@]}" >&2; }
+    apt_install postgresql -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold postgresql
 }
 
 BINDIR=$(find_bindir)
