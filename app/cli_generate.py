@@ -6,7 +6,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from generator.config import AUGMENTATIONS, OPTIMIZERS, PRECISIONS, GenerationConfig
+from generator.config import AUGMENTATIONS, COMPILE_MODES, OPTIMIZERS, PRECISIONS, GenerationConfig
 
 DEFAULTS = GenerationConfig()
 
@@ -45,6 +45,10 @@ def add_generation_options(p: argparse.ArgumentParser, local: bool = True) -> No
     p.add_argument("--checkpoint-decoder", action="store_true", default=S,
                    help="recompute the decoder's finest levels in the backward pass: less memory at large "
                         "sizes, slower steps (default: off)")
+    p.add_argument("--compile", choices=COMPILE_MODES, default=S,
+                   help="torch.compile the decoder and CLIP: auto does on a GPU (compiling takes a while once per "
+                        "process, then steps are faster) and not on the CPU; a failed compile falls back to "
+                        f"eager with a warning (default: {d.compile})")
     p.add_argument("--config", metavar="FILE", help="read settings from a JSON or TOML file; flags override it (default: none)")
     p.add_argument("--from-png", metavar="FILE",
                    help="re-run exactly the settings stored in a vqclip PNG; flags override them (default: none)")

@@ -176,6 +176,8 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--precision", default="auto", help="the engine's precision: auto, fp32, bf16, fp16 (default auto)")
     p.add_argument("--checkpoint-decoder", action="store_true", help="the engine checkpoints the decoder")
+    p.add_argument("--compile", default="auto", choices=("auto", "on", "off"),
+                   help="the engine's torch.compile (auto: on a GPU only); compiling happens in the warm-up")
     p.add_argument("--repeats", type=int, default=3, help="timed steps of each, alternating (default 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps of each first (default 1)")
     p.add_argument("--no-baseline", action="store_true", help="time the engine only (memory runs)")
@@ -193,7 +195,7 @@ def main(argv=None) -> int:
     cache, vqgan_name, clip_name = models_for(args, device)
     config = GenerationConfig(prompts=PROMPT, vqgan=vqgan_name, clip=clip_name, width=width, height=height,
                               cutn=cutn, steps=10 ** 6, precision=args.precision,
-                              checkpoint_decoder=args.checkpoint_decoder)
+                              checkpoint_decoder=args.checkpoint_decoder, compile=args.compile)
     gen = Generation(config, device=str(device), models=cache)
     runs = {"engine": lambda: gen.step().loss}  # reading the loss is what every front end does
     if not args.no_baseline:
@@ -203,7 +205,7 @@ def main(argv=None) -> int:
         baseline = NotebookStep(vqgan, clip, clip.encode_text([PROMPT]), width, height, cutn, lr=config.lr)
         runs["baseline"] = baseline.step
     print(f"step benchmark {datetime.date.today()}: {vqgan_name} + {clip_name}, {width}x{height}, {cutn} cutouts, "
-          f"device {device}, engine precision {gen.precision}"
+          f"device {device}, engine precision {gen.precision}, compiled {gen.compiled}"
           f"{', checkpointed decoder' if args.checkpoint_decoder else ''}")
     print(f"machine: {machine(device)}", flush=True)
 
@@ -230,7 +232,7 @@ def main(argv=None) -> int:
               f"{statistics.median(pairs):.3f} (median of paired ratios); "
               f"cpu {med['engine'][1] / med['baseline'][1]:.3f}; "
               f"speed-up {med['baseline'][0] / med['engine'][0]:.2f}x")
-    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}; engine compiled at the end: {gen.compiled}")
     return 0
 
 

@@ -16,6 +16,7 @@ from .errors import ConfigError
 OPTIMIZERS = ("adam", "adamw", "adagrad", "adamax", "rmsprop", "sgd")
 AUGMENTATIONS = ("Af", "Ro", "Fl", "Ji", "Gn", "Er")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+COMPILE_MODES = ("auto", "on", "off")
 
 
 @dataclass
@@ -42,6 +43,7 @@ class GenerationConfig:
     video: bool = False  # write a timelapse MP4 of the frames
     precision: str = "auto"  # one of PRECISIONS; auto: bf16/fp16 on GPU, bf16 on CPUs with native bf16, else fp32
     checkpoint_decoder: bool = False  # recompute the decoder's finest levels in backward: less memory, slower
+    compile: str = "auto"  # one of COMPILE_MODES; auto: torch.compile the models on a GPU, not on the CPU
 
     # ---- loading -------------------------------------------------------------------------------
     @classmethod
@@ -125,6 +127,8 @@ class GenerationConfig:
                 raise ConfigError(f"unknown augmentation {aug!r}; known: {', '.join(AUGMENTATIONS)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}")
+        if self.compile not in COMPILE_MODES:
+            raise ConfigError(f"unknown compile mode {self.compile!r}; known: {', '.join(COMPILE_MODES)}")
         if self.init_image and not Path(self.init_image).is_file():
             raise ConfigError(f"init image {self.init_image!r} does not exist")
         if not self.vqgan.strip():

@@ -31,8 +31,8 @@ class MakeCutouts:
         _, _, height, width = image.shape
         n, device = self.cutn, image.device
 
-        def rand(*shape):  # drawn on the CPU so a seed gives the same cutouts on any device
-            return torch.rand(*shape, generator=generator).to(device)
+        def rand(*shape):  # small draws, made on the CPU and copied without waiting for the device
+            return to_device(torch.rand(*shape, generator=generator), device)
 
         # 1. Boxes (on the CPU): sizes by cut_pow, offsets uniform; each pooled to the CLIP input size.
         max_size = min(width, height)
@@ -53,8 +53,7 @@ class MakeCutouts:
             cutouts = _erase(cutouts, rand)
         if "Gn" in self.augmentations:
             facs = rand(n, 1, 1, 1) * self.noise
-            noise = torch.randn(cutouts.shape, generator=generator).to(device, cutouts.dtype)
-            cutouts = cutouts + facs * noise
+            cutouts = cutouts + facs * randn_like(cutouts, generator)
         return cutouts
 
     def _affine(self, x: torch.Tensor, kinds: set[str], rand) -> torch.Tensor:
@@ -88,21 +87,41 @@ def pool_boxes(image: torch.Tensor, sizes: torch.Tensor, x0: torch.Tensor, y0: t
             F.adaptive_avg_pool2d(image[:, :, y:y + s, x:x + s], out)
             for s, x, y in zip(sizes.int().tolist(), x0.int().tolist(), y0.int().tolist())
         ])
-    rows = _averaging(y0, sizes, out, image.shape[2]).to(image.device, image.dtype)  # [n, out, H]
-    cols = _averaging(x0, sizes, out, image.shape[3]).to(image.device, image.dtype)  # [n, out, W]
+    boxes = to_device(torch.stack([sizes, x0, y0]).long(), image.device)  # one small copy, no wait
+    rows = _averaging(boxes[2], boxes[0], out, image.shape[2]).to(image.dtype)  # [n, out, H]
+    cols = _averaging(boxes[1], boxes[0], out, image.shape[3]).to(image.dtype)  # [n, out, W]
     return rows.unsqueeze(1) @ image @ cols.transpose(1, 2).unsqueeze(1)
 
 
 def _averaging(starts: torch.Tensor, sizes: torch.Tensor, out: int, length: int) -> torch.Tensor:
     """[n, out, length]: row i averages positions start + [floor(i s / out), ceil((i + 1) s / out)),
-    the windows of `adaptive_avg_pool` over a span of s positions."""
-    i = torch.arange(out, dtype=torch.float64)
-    span = sizes.to(torch.float64).view(-1, 1)
-    low = torch.floor(i * span / out) + starts.view(-1, 1)
-    high = torch.ceil((i + 1) * span / out) + starts.view(-1, 1)
-    position = torch.arange(length, dtype=torch.float64).view(1, 1, -1)
+    the windows `adaptive_avg_pool` uses over a span of s positions (integer arithmetic, as it does)."""
+    i = torch.arange(out, device=sizes.device)
+    span = sizes.view(-1, 1)
+    low = torch.div(i * span, out, rounding_mode="floor")
+    high = -torch.div(-(i + 1) * span, out, rounding_mode="floor")
+    position = torch.arange(length, device=sizes.device).view(1, 1, -1) - starts.view(-1, 1, 1)
     inside = (position >= low.unsqueeze(-1)) & (position < high.unsqueeze(-1))
-    return (inside / (high - low).unsqueeze(-1)).float()
+    return inside / (high - low).unsqueeze(-1)
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on `device`. To a GPU through pinned memory, so the host does not wait for the copy
+    (a copy from pageable memory would wait for all the work queued before it)."""
+    if device.type == "cpu":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def randn_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Normal noise shaped like x, seeded by the CPU `generator`. On the CPU it is drawn from the generator
+    itself; elsewhere it is drawn on the device, from a generator seeded by one draw of it (no copy of the
+    noise to the device each step)."""
+    if x.device.type == "cpu":
+        return torch.randn(x.shape, generator=generator).to(x.dtype)
+    seed = int(torch.randint(2 ** 62, (1,), generator=generator))
+    device_generator = torch.Generator(x.device).manual_seed(seed)
+    return torch.randn(x.shape, generator=device_generator, device=x.device, dtype=x.dtype)
 
 
 def _jitter(x: torch.Tensor, rand) -> torch.Tensor:

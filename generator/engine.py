@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from . import acceleration, decoder
 from .config import GenerationConfig
-from . import decoder
 from .cutouts import MakeCutouts
 from .errors import ConfigError
 from .losses import ClipLoss, build_prompts
@@ -78,6 +78,12 @@ class Generation:
         self.precision = resolve_precision(config.precision, self.device)
         check_memory(config, self.vqgan, self.clips, self.device, self.precision)
         self._fast_decoder = decoder.supported(self.vqgan.decoder)
+        self._channels_last = acceleration.channels_last(self.device)
+        if self._channels_last:
+            self.vqgan.to(memory_format=torch.channels_last)
+        self.compiled = acceleration.resolve_compile(config.compile, self.device)
+        self._first_compiled_step = self.compiled  # the step that compiles, run with a fallback to eager
+        self._decode_models = acceleration.compiled(self._decode_eager) if self.compiled else self._decode_eager
         factor = self.vqgan.config.factor
         if config.width % factor or config.height % factor:
             raise ConfigError(
@@ -101,7 +107,8 @@ class Generation:
         self.losses = [
             ClipLoss(clip, weight, build_prompts(config, clip, self._encode_image_prompt_fn(clip)),
                      MakeCutouts(clip.input_size, config.cutn, config.cut_pow, config.augmentations),
-                     label_prefix=f"{clip.name}: " if several else "", autocast=self._autocast)
+                     label_prefix=f"{clip.name}: " if several else "", autocast=self._autocast,
+                     encode=acceleration.compiled(clip.encode_image) if self.compiled else None)
             for clip, weight in self.clips
         ]
 
@@ -152,6 +159,30 @@ class Generation:
             yield self.step()
 
     def step(self) -> StepRecord:
+        """Run one optimisation step and return its record (see `_step`)."""
+        if not self._first_compiled_step:
+            return self._step()
+        rng_state = self._rng.get_state()
+        try:
+            record = self._step()
+        except BaseException as exc:
+            if not acceleration.is_fallback_error(exc):
+                raise
+            acceleration.warn_fallback(exc)
+            self._use_eager()
+            self._rng.set_state(rng_state)  # redo the step exactly as an eager run would have made it
+            self.optimizer.zero_grad(set_to_none=True)
+            record = self._step()
+        self._first_compiled_step = False
+        return record
+
+    def _use_eager(self) -> None:
+        self.compiled = False
+        self._decode_models = self._decode_eager
+        for loss in self.losses:
+            loss.encode = loss.clip.encode_image
+
+    def _step(self) -> StepRecord:
         """Run one optimisation step and return its record.
 
         `step_index` advances only once the step is complete, so an interrupted step is simply redone. It
@@ -196,13 +227,17 @@ class Generation:
 
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
         z_q = vector_quantize(z, self._codebook, self._codebook_sqnorm)
+        if self._channels_last:
+            z_q = z_q.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            if self._fast_decoder:
-                h = self.vqgan.post_quant_conv(z_q)
-                out = decoder.decode(self.vqgan.decoder, h, checkpoint=self.config.checkpoint_decoder)
-            else:
-                out = self.vqgan.decode(z_q)
+            out = self._decode_models(z_q)
         return _clamp_with_grad(out.float().add(1).div(2), 0, 1)
+
+    def _decode_eager(self, z_q: torch.Tensor) -> torch.Tensor:
+        if self._fast_decoder:
+            h = self.vqgan.post_quant_conv(z_q)
+            return decoder.decode(self.vqgan.decoder, h, checkpoint=self.config.checkpoint_decoder)
+        return self.vqgan.decode(z_q)
 
     def image(self) -> Image.Image:
         """The current image, decoded from the current latent."""

@@ -51,13 +51,14 @@ class ClipLoss:
     """The loss terms of one CLIP model of the ensemble: cutouts -> embeddings -> each target."""
 
     def __init__(self, clip: ClipModel, weight: float, targets: list[Target], cutouts, label_prefix: str = "",
-                 autocast: Callable = contextlib.nullcontext):
+                 autocast: Callable = contextlib.nullcontext, encode: Callable | None = None):
         self.clip, self.weight, self.targets, self.cutouts = clip, weight, targets, cutouts
+        self.encode = encode or clip.encode_image  # the image tower, or a compiled version of it
         self.label_prefix = label_prefix  # names the CLIP model when several guide the image
         self.autocast = autocast  # the context the CLIP model runs in; the losses stay float32
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator) -> list[tuple[str, torch.Tensor]]:
         cutouts = self.cutouts(image, generator)
         with self.autocast():
-            embeds = self.clip.encode_image(cutouts)
+            embeds = self.encode(cutouts)
         return [(self.label_prefix + t.label, self.weight * t.loss(embeds)) for t in self.targets]

@@ -38,3 +38,18 @@ def test_same_generator_state_gives_the_same_cutouts():
     other = make(image, torch.Generator().manual_seed(4))
     assert first.shape == (6, 3, 32, 32)
     assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+def test_cutouts_are_unchanged_on_the_cpu_by_the_device_helpers():
+    """On the CPU, the noise and the boxes come from the generator exactly as drawn there."""
+    image = torch.rand(1, 3, 48, 48)
+    gen = torch.Generator().manual_seed(7)
+    got = MakeCutouts(16, 4, augmentations=["Gn"], noise=0.1)(image, gen)
+    gen = torch.Generator().manual_seed(7)
+    sizes = (torch.rand(4, generator=gen) * (48 - 16) + 16).floor()
+    x0 = (torch.rand(4, generator=gen) * (48 - sizes + 1)).floor()
+    y0 = (torch.rand(4, generator=gen) * (48 - sizes + 1)).floor()
+    pooled = pool_boxes(image, sizes, x0, y0, 16, batched=False)
+    facs = torch.rand(4, 1, 1, 1, generator=gen) * 0.1
+    expected = pooled + facs * torch.randn(pooled.shape, generator=gen)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)

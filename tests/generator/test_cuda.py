@@ -1,0 +1,57 @@
+"""CUDA paths, run where a GPU is (skipped elsewhere; CI has none): benchmarks/gpu.sh runs these on one."""
+import pytest
+import torch
+
+from generator import Generation
+from generator.cutouts import MakeCutouts, pool_boxes
+from generator.models import ModelCache
+from tests.conftest import tiny_config
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
+
+
+@pytest.fixture(scope="module")
+def cuda_models():
+    return ModelCache(torch.device("cuda", 0))
+
+
+def test_batched_cutouts_on_the_gpu_match_the_cpu_pooling():
+    gen = torch.Generator().manual_seed(0)
+    sizes = (torch.rand(16, generator=gen) * 96 + 64).floor()
+    x0 = (torch.rand(16, generator=gen) * (160 - sizes + 1)).floor()
+    y0 = (torch.rand(16, generator=gen) * (160 - sizes + 1)).floor()
+    image = torch.rand(1, 3, 160, 160)
+    expected = pool_boxes(image, sizes, x0, y0, 64, batched=False)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    got = pool_boxes(image.cuda(), sizes, x0, y0, 64, batched=True)
+    torch.testing.assert_close(got.cpu(), expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("compile_mode", ["off", "on"])
+def test_step_has_no_host_sync(cuda_models, compile_mode):
+    gen = Generation(tiny_config(steps=6, compile=compile_mode, precision="bf16"), device="cuda:0",
+                     models=cuda_models)
+    gen.step()  # the first step compiles (when on) and may allocate
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        records = [gen.step() for _ in range(3)]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert [r.index for r in records] == [2, 3, 4] and all(r.loss == r.loss for r in records)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_gpu_trajectory_stays_near_the_cpu_float32_one(cuda_models, models, precision):
+    config = tiny_config(steps=8, augmentations=[])
+    cpu = [s.loss for s in Generation(config, device="cpu", models=models)]
+    gpu = [s.loss for s in Generation(config.replace(precision=precision), device="cuda:0", models=cuda_models)]
+    assert gpu == pytest.approx(cpu, rel=0.02)
+
+
+def test_cutout_noise_is_drawn_on_the_device_reproducibly():
+    image = torch.rand(1, 3, 64, 64, device="cuda")
+    make = MakeCutouts(32, 8, augmentations=["Gn", "Af", "Er"])
+    first = make(image, torch.Generator().manual_seed(1))
+    again = make(image, torch.Generator().manual_seed(1))
+    assert first.device.type == "cuda" and torch.equal(first, again)
