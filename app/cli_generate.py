@@ -58,8 +58,9 @@ def add_generation_options(p: argparse.ArgumentParser, local: bool = True) -> No
 
 
 def config_from_args(args: argparse.Namespace, prompt: str | None) -> GenerationConfig:
-    """Defaults < --config < --from-png < explicit flags < the prompt argument."""
+    """Defaults < the VQGAN's recommended settings < --config < --from-png < explicit flags < the prompt."""
     from generator.output import read_png_config
+    from generator.weights import recommended_settings
 
     data: dict = {}
     if args.config:
@@ -74,9 +75,24 @@ def config_from_args(args: argparse.Namespace, prompt: str | None) -> Generation
         data["width"], data["height"] = args.size
     if prompt is not None:
         data["prompts"] = prompt
+    recommended = {k: v for k, v in recommended_settings(data.get("vqgan", DEFAULTS.vqgan)).items() if k not in data}
+    if recommended:
+        shown = ", ".join(f"{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in recommended.items())
+        _note_once(f"vqgan {data['vqgan']!r}: its recommended settings apply where not given: {shown}")
+        data = {**recommended, **data}
     if data.get("video") and not data.get("save_every"):
         data["save_every"] = max(1, data.get("steps", DEFAULTS.steps) // 100)
     return GenerationConfig.from_dict(data)
+
+
+_NOTED: set[str] = set()
+
+
+def _note_once(text: str) -> None:
+    """A note on stderr, once per process (a batch builds one config per prompt)."""
+    if text not in _NOTED:
+        _NOTED.add(text)
+        print(text, file=sys.stderr)
 
 
 def check_out_dir(folder: str) -> Path:

@@ -65,6 +65,13 @@ def get(name: str) -> WeightRecord:
         raise WeightsError(f"unknown weights {name!r}; known: {', '.join(sorted(REGISTRY))}") from None
 
 
+def recommended_settings(vqgan: str) -> dict:
+    """Generation settings that suit the VQGAN called `vqgan` (the shapes demo's size, steps, cutouts...),
+    for front ends to start from; {} for models without any."""
+    record = REGISTRY.get(vqgan)
+    return dict(record.recommended or {}) if record is not None else {}
+
+
 def clip_record_name(name: str) -> str:
     """The CLIP record for `name`: itself, or NAME-clip where NAME is a VQGAN's (`--clip shapes`)."""
     record = REGISTRY.get(name)

@@ -119,3 +119,20 @@ def test_precision_and_decoder_checkpointing_are_settings_recorded_in_the_png(tm
     config = read_png_config(path)
     assert (config.precision, config.checkpoint_decoder) == ("bf16", True)
     assert read_png_metadata(path)["vqclip:precision"] == "bf16"
+
+
+def test_shapes_pair_brings_its_recommended_settings_and_flags_still_win(tmp_path):
+    from generator.weights import recommended_settings
+
+    preset = recommended_settings("shapes")
+    result = vqclip("generate", "a red square", "--vqgan", "shapes", "--clip", "shapes", "--steps", 2,
+                    "--seed", 3, "--device", "cpu", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "recommended settings apply where not given" in result.stderr
+    config = read_png_config(*pngs(tmp_path))
+    assert (config.width, config.height, config.cutn, config.lr) == (
+        preset["width"], preset["height"], preset["cutn"], preset["lr"])
+    assert config.augmentations == preset["augmentations"]
+    assert (config.steps, config.seed) == (2, 3)  # given flags override the preset
+    other = vqclip("generate", "a red square", *TINY, "--steps", 1, "--out", tmp_path / "tiny")
+    assert "recommended" not in other.stderr and read_png_config(*pngs(tmp_path / "tiny")).cutn == 8
