@@ -132,9 +132,11 @@ class BatchRun:
 
     def fail_all(self, exc: Exception) -> None:
         """A batched step raised: every job in it fails with the error."""
-        out_of_memory = is_out_of_memory(exc)
+        out_of_memory, size = is_out_of_memory(exc), len(self.members)
         for member in list(self.members):
             message = failure_message(exc, member.job.config, out_of_memory)
+            if out_of_memory and size > 1:
+                message += f" (it ran in a batch of {size}; a worker with a smaller --batch needs less)"
             self.leave(member, Outcome(FAILED, message))
         if out_of_memory:
             self.worker.free_models()

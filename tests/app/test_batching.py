@@ -84,3 +84,31 @@ def test_sigterm_releases_every_job_of_the_batch(store, store_url, workers):
         assert f"job {job_id} released at step" in worker.log
         job = store.get(job_id)
         assert (job.state, job.attempts, job.worker_id) == ("queued", 0, None)
+
+
+def test_out_of_gpu_memory_in_a_batched_step_fails_its_jobs_and_frees_the_models(tmp_path):
+    """The worker's batch when the engine runs out of GPU memory inside a batched step (raised on purpose
+    here, as in test_worker.py's single-job test): every job in the step fails, saying so."""
+    import torch
+
+    from app.worker import Worker
+
+    class RunsOutOfMemory(Generation):
+        def _cutouts(self, image):
+            if self.config.prompts == "too big":
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return super()._cutouts(image)
+
+    with SqlJobStore(f"sqlite:///{tmp_path / 'jobs.db'}") as store:
+        ids = [store.submit(job_config(prompts=p, steps=2)) for p in ("fine", "too big")]
+        worker = Worker(store, device="cpu", batch=2, once=True, make_generation=RunsOutOfMemory)
+        worker.run()
+        for job_id in ids:
+            job = store.get(job_id)
+            assert job.state == FAILED
+            assert job.error == ("out of GPU memory at 64x64 with 2 cutouts; try a smaller size or fewer cutouts "
+                                 "(it ran in a batch of 2; a worker with a smaller --batch needs less)")
+        assert worker.models._vqgans == {} and not worker._active
+        after = store.submit(job_config(prompts="after"))
+        worker.run()  # the same worker, models loaded afresh
+        assert store.get(after).state == SUCCEEDED
