@@ -4,7 +4,8 @@
 
 One `Worker` per process keeps one `ModelCache`, so consecutive jobs reuse loaded models. `--concurrency N`
 runs N jobs at once as N threads of this process: they share the cache (one copy of each model on the
-device) and the store. While a job runs, a heartbeat thread renews its lease about once a second (also
+device) and the store. `--batch N` makes each slot run up to N compatible jobs as one batch of the engine
+(app/batching.py). While a job runs, a heartbeat thread renews its lease about once a second (also
 while models load, which can take minutes on first use); a renewal that fails means the job was cancelled
 or taken over, and the engine's cancel flag stops it before its next step. Progress and a PNG preview are
 written on the first step, then at most every PROGRESS_SECONDS, and on the last step.
