@@ -114,19 +114,42 @@ def run_one(config: GenerationConfig, out: Path, models, device: str, label: str
     from tqdm import tqdm
 
     from generator import Generation
-    from generator.output import output_name, save_frames, save_png, save_video
 
     gen = Generation(config, device=device, models=models)
-    stem = output_name(config)
     with tqdm(total=config.steps, desc=label or "generating", unit="step", file=sys.stderr,
               dynamic_ncols=True, leave=True) as bar:
         for step in gen:
             bar.set_postfix(loss=f"{step.loss:.4f}", refresh=False)
             bar.update(1)
+    return save_outputs(gen, out)
+
+
+def run_together(configs: list[GenerationConfig], out: Path, models, device: str, label: str = "") -> list[Path]:
+    """Run generations as one batch (`generator.batch`: same models, size and cutouts), one progress bar
+    over all their steps; write each one's PNG (and frames, video) once all are done."""
+    from tqdm import tqdm
+
+    from generator import Generation
+    from generator.batch import GenerationBatch
+
+    gens = [Generation(config, device=device, models=models) for config in configs]
+    batch = GenerationBatch(gens)
+    with tqdm(total=sum(c.steps for c in configs), desc=label or "generating", unit="step", file=sys.stderr,
+              dynamic_ncols=True, leave=True) as bar:
+        while batch:
+            bar.update(len(batch.step()))
+    return [save_outputs(gen, out) for gen in gens]
+
+
+def save_outputs(gen, out: Path) -> Path:
+    """Write a finished generation's PNG, and its frames and video when it has them; the PNG's path."""
+    from generator.output import output_name, save_frames, save_png, save_video
+
+    stem = output_name(gen.config)
     path = save_png(gen, out / f"{stem}.png")
     if gen.frames:
         save_frames(gen.frames, out / f"{stem}_frames")
-    if config.video:
+    if gen.config.video:
         save_video(gen.frames, out / f"{stem}.mp4")
     return path
 
@@ -142,7 +165,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         prompt = parse_prompt_set(args.prompt_set)[0]
     config = config_from_args(args, prompt)
     out = check_out_dir(args.out)
-    if args.variations is not None or args.seeds or args.prompt_set:
+    if args.variations is not None or args.seeds or args.prompt_set or args.batch != 1:
         prompts, seeds = plan(args, config)  # checks the options before anything runs
         if len(prompts) * len(seeds) > 1:
             return run_sheet(args, config, out, prompts, seeds)

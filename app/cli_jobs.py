@@ -212,7 +212,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     store = open_db(args.db)
     worker = Worker(store, device=args.device, concurrency=args.concurrency, lease=args.lease, poll=args.poll,
-                    max_jobs=args.max_jobs, once=args.once)
+                    max_jobs=args.max_jobs, once=args.once, batch=args.batch)
 
     def on_signal(signum, _frame):
         if worker.stopping.is_set():  # a second signal: quit now; the job's lease will expire
@@ -269,6 +269,9 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda:N (default: auto)")
     p.add_argument("--concurrency", type=int, default=1,
                    help="jobs at once, as threads sharing one copy of the models (default: 1)")
+    p.add_argument("--batch", type=int, default=1, metavar="N",
+                   help="run up to N compatible jobs (same models, size, cutouts) as one batch per slot; "
+                        "pays on a GPU, not on a CPU (default: 1)")
     p.add_argument("--lease", type=float, default=60.0, metavar="SECONDS",
                    help="a job whose worker died runs again after this (default: 60)")
     p.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",

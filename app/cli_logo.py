@@ -19,6 +19,9 @@ def add_variation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt-set", metavar="'A | B'|FILE", default=None,
                    help="several prompts, separated by | or one per line of a file: one contact-sheet row each "
                         "(default: the prompt argument)")
+    p.add_argument("--batch", type=int, metavar="N", default=1,
+                   help="make up to N of these images at once as one batch: same results, faster where one "
+                        "image leaves the device idle (a GPU; see README) (default: 1)")
 
 
 def parse_seeds(spec: str) -> list[int]:
@@ -61,6 +64,8 @@ def plan(args: argparse.Namespace, config) -> tuple[list[str], list[int]]:
 
     if args.variations is not None and args.variations < 1:
         raise ConfigError(f"--variations must be at least 1, got {args.variations}")
+    if args.batch < 1:
+        raise ConfigError(f"--batch must be at least 1, got {args.batch}")
     if args.variations and args.seeds:
         raise ConfigError("give --variations or --seeds, not both")
     seeds = parse_seeds(args.seeds) if args.seeds else [config.seed + i for i in range(args.variations or 1)]
@@ -74,20 +79,30 @@ def run_sheet(args: argparse.Namespace, base, out: Path, prompts: list[str], see
     """Make every (prompt, seed) image with full metadata, then the captioned contact sheet."""
     from PIL import Image
 
-    from app.cli_generate import run_one
+    from app.cli_generate import run_one, run_together
     from generator import ModelCache
     from generator.export import contact_sheet
     from generator.output import atomic_write, png_bytes
 
     configs = [[base.replace(prompts=p, seed=s) for s in seeds] for p in prompts]  # validates every prompt first
     models = ModelCache(args.device)
-    rows, record, total, done = [], [], len(prompts) * len(seeds), 0
+    flat, paths = [config for row in configs for config in row], []
+    for start in range(0, len(flat), args.batch):  # each group runs as one batch of the engine
+        group = flat[start:start + args.batch]
+        if len(group) == 1:
+            made = [run_one(group[0], out, models, args.device,
+                            label=f"[{start + 1}/{len(flat)}] seed {group[0].seed}")]
+        else:
+            made = run_together(group, out, models, args.device,
+                                label=f"[{start + 1}-{start + len(group)}/{len(flat)}] batch")
+        for path in made:
+            print(path)
+        paths += made
+    rows, record, made = [], [], iter(paths)
     for prompt, row in zip(prompts, configs):
         tiles, files = [], []
         for config in row:
-            done += 1
-            path = run_one(config, out, models, args.device, label=f"[{done}/{total}] seed {config.seed}")
-            print(path)
+            path = next(made)
             with Image.open(path) as img:
                 tiles.append((config.seed, img.convert("RGB")))
             files.append({"seed": config.seed, "file": path.name})

@@ -4,7 +4,8 @@
 
 One `Worker` per process keeps one `ModelCache`, so consecutive jobs reuse loaded models. `--concurrency N`
 runs N jobs at once as N threads of this process: they share the cache (one copy of each model on the
-device) and the store. While a job runs, a heartbeat thread renews its lease about once a second (also
+device) and the store. `--batch N` makes each slot run up to N compatible jobs as one batch of the engine
+(app/batching.py). While a job runs, a heartbeat thread renews its lease about once a second (also
 while models load, which can take minutes on first use); a renewal that fails means the job was cancelled
 or taken over, and the engine's cancel flag stops it before its next step. Progress and a PNG preview are
 written on the first step, then at most every PROGRESS_SECONDS, and on the last step.
@@ -99,6 +100,7 @@ class Worker:
         store: the job queue.
         device: auto, cpu or cuda:N.
         concurrency: jobs run at once, as threads sharing the models.
+        batch: jobs each slot runs as one batch (app.batching): compatible queued jobs join it.
         lease: seconds a claim lasts without renewal; a dead worker's job is run again after this.
         poll: seconds between claims while the queue is empty.
         max_jobs: exit after claiming this many jobs (None: no limit).
@@ -109,15 +111,16 @@ class Worker:
 
     def __init__(self, store: JobStore, device: str = "auto", concurrency: int = 1, lease: float = 60.0,
                  poll: float = 1.0, max_jobs: int | None = None, once: bool = False,
-                 worker_id: str | None = None, make_generation: Callable[..., Any] | None = None):
+                 worker_id: str | None = None, make_generation: Callable[..., Any] | None = None,
+                 batch: int = 1):
         from generator import Generation, ModelCache
 
-        if concurrency < 1 or lease <= 0 or poll <= 0:
-            raise ConfigError("concurrency, lease and poll must be positive")
+        if concurrency < 1 or batch < 1 or lease <= 0 or poll <= 0:
+            raise ConfigError("concurrency, batch, lease and poll must be positive")
         self.store = store
         self.models = ModelCache(device)
         self.device = self.models.device
-        self.concurrency, self.lease, self.poll = concurrency, lease, poll
+        self.concurrency, self.batch, self.lease, self.poll = concurrency, batch, lease, poll
         self.heartbeat = min(1.0, lease / 4)
         self.max_jobs, self.once = max_jobs, once
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
@@ -133,8 +136,8 @@ class Worker:
 
     def run(self) -> None:
         """Work until stopped, out of jobs (once) or at max_jobs; returns when every slot is done."""
-        self.log(self.id, f"ready on {self.device}, {self.concurrency} slot(s), lease {self.lease:g}s, "
-                          f"queue {getattr(self.store, 'url', self.store)}")
+        self.log(self.id, f"ready on {self.device}, {self.concurrency} slot(s) of up to {self.batch} job(s), "
+                          f"lease {self.lease:g}s, queue {getattr(self.store, 'url', self.store)}")
         names = [self.id] if self.concurrency == 1 else [f"{self.id}/{i}" for i in range(1, self.concurrency + 1)]
         slots = [threading.Thread(target=self._slot, args=(name,), name=name) for name in names]
         for slot in slots:
@@ -153,30 +156,35 @@ class Worker:
             gen.cancel()
 
     def _slot(self, who: str) -> None:
-        while not self.stopping.is_set() and self._take_ticket():
+        while not self.stopping.is_set() and self.take_ticket():
             try:
                 job = self.store.claim(who, self.lease)
             except Exception as exc:  # the store stayed unreachable through its retries
-                self._return_ticket()
+                self.return_ticket()
                 self.log(who, f"cannot claim: {exc}; retrying")
                 self.stopping.wait(self.poll)
                 continue
             if job is None:
-                self._return_ticket()
+                self.return_ticket()
                 if self.once:
                     return
                 self.stopping.wait(self.poll)
                 continue
-            self.run_job(job, who)
+            if self.batch > 1:
+                from app.batching import BatchRun
 
-    def _take_ticket(self) -> bool:
+                BatchRun(self, who).run(job)
+            else:
+                self.run_job(job, who)
+
+    def take_ticket(self) -> bool:
         with self._lock:
             if self.max_jobs is not None and self._claimed >= self.max_jobs:
                 return False
             self._claimed += 1
             return True
 
-    def _return_ticket(self) -> None:
+    def return_ticket(self) -> None:
         with self._lock:
             self._claimed -= 1
 
@@ -192,14 +200,21 @@ class Worker:
             try:
                 outcome = self._generate(job, who, lease)
             except Exception as exc:
-                out_of_memory = _is_out_of_memory(exc)
-                outcome = Outcome(FAILED, _failure_message(exc, job.config, out_of_memory))
+                out_of_memory = is_out_of_memory(exc)
+                outcome = Outcome(FAILED, failure_message(exc, job.config, out_of_memory))
         if out_of_memory:
-            # The failed run's tensors are unreachable now; drop the models too so the next job starts
-            # from an empty device (other slots keep theirs until their jobs end).
-            gc.collect()
-            with self._loading:
-                self.models.clear()
+            self.free_models()
+        return self.conclude(job, who, outcome, started)
+
+    def free_models(self) -> None:
+        """After running out of GPU memory: the failed run's tensors are unreachable now; drop the models
+        too so the next job starts from an empty device (other slots keep theirs until their jobs end)."""
+        gc.collect()
+        with self._loading:
+            self.models.clear()
+
+    def conclude(self, job: Job, who: str, outcome: Outcome, started: float) -> str:
+        """Record how a job ended and log it; returns the outcome's state."""
         try:
             event = self._record(job, who, outcome, time.monotonic() - started)
         except Exception as exc:
@@ -207,40 +222,57 @@ class Worker:
         self.log(who, f"job {job.id} {event}")
         return outcome.state
 
-    def _generate(self, job: Job, who: str, lease: Lease) -> Outcome:
-        """Stages: 1. read the config; 2. build the run (loads models once per worker); 3. step, reporting
-        progress and stopping on cancel or shutdown; 4. encode the result."""
+    def build(self, job: Job) -> Any:
+        """The job's Generation: its config read and checked, its models loaded once per worker."""
         from generator import GenerationConfig
-        from generator.output import metadata, png_bytes
 
         config = GenerationConfig.from_dict(job.config)
         if config.video and not config.save_every:
             raise ConfigError("video needs frames: set save_every (e.g. 10)")
         with self._loading:  # one slot loads a model while the others wait for it, then share it
-            gen = self.make_generation(config, device=self.device, models=self.models)
-        with self._lock:
-            self._active.add(gen)
+            return self.make_generation(config, device=self.device, models=self.models)
+
+    def _generate(self, job: Job, who: str, lease: Lease) -> Outcome:
+        """Stages: 1. build the run; 2. step, reporting progress and stopping on cancel or shutdown;
+        3. encode the result."""
+        gen = self.build(job)
+        self.watch(gen, lease)
         try:
-            lease.on_revoke(gen.cancel)
-            if self.stopping.is_set():
-                gen.cancel()
             last_report, step = -float("inf"), None
             for step in gen:
                 now = time.monotonic()
                 if step.index in (1, step.total) or now - last_report >= PROGRESS_SECONDS:
                     last_report = now
-                    self._report(job, who, step, lease)
-            if gen.step_index < config.steps:
-                return Outcome(CANCELLED if lease.revoked else RELEASED, step=gen.step_index)
-            # The last step's image is the final one, already decoded for the last preview.
-            result = png_bytes(step.image() if step else gen.image(), metadata(gen))
-            return Outcome(SUCCEEDED, result=result, timelapse=_video(gen) if config.video else None,
-                           step=gen.step_index)
+                    self.report(job, who, step, lease)
+            return self.outcome(gen, step, lease)
         finally:
-            with self._lock:
-                self._active.discard(gen)
+            self.unwatch(gen)
 
-    def _report(self, job: Job, who: str, step: Any, lease: Lease) -> None:
+    def watch(self, gen: Any, lease: Lease) -> None:
+        """Cancel `gen` when its lease is revoked or the worker stops."""
+        with self._lock:
+            self._active.add(gen)
+        lease.on_revoke(gen.cancel)
+        if self.stopping.is_set():
+            gen.cancel()
+
+    def unwatch(self, gen: Any) -> None:
+        with self._lock:
+            self._active.discard(gen)
+
+    def outcome(self, gen: Any, step: Any, lease: Lease) -> Outcome:
+        """How a run that stopped stepping ended: finished (with its PNG), cancelled or released."""
+        from generator.output import metadata, png_bytes
+
+        if gen.step_index < gen.config.steps:
+            return Outcome(CANCELLED if lease.revoked else RELEASED, step=gen.step_index)
+        # The last step's image is the final one, already decoded for the last preview.
+        result = png_bytes(step.image() if step else gen.image(), metadata(gen))
+        return Outcome(SUCCEEDED, result=result, timelapse=_video(gen) if gen.config.video else None,
+                       step=gen.step_index)
+
+    def report(self, job: Job, who: str, step: Any, lease: Lease) -> None:
+        """Write progress and a preview; a refusal (the job was cancelled or lost) revokes the lease."""
         from generator.output import png_bytes
 
         try:
@@ -287,14 +319,14 @@ def _describe(config: dict[str, Any]) -> str:
     return f"{str(c['prompts'])[:60]!r}, {c['width']}x{c['height']}, {c['steps']} steps, {c['cutn']} cutouts"
 
 
-def _is_out_of_memory(exc: BaseException) -> bool:
+def is_out_of_memory(exc: BaseException) -> bool:
     import torch
 
     kinds = tuple({getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), torch.cuda.OutOfMemoryError})
     return isinstance(exc, kinds)
 
 
-def _failure_message(exc: BaseException, config: dict[str, Any], out_of_memory: bool) -> str:
+def failure_message(exc: BaseException, config: dict[str, Any], out_of_memory: bool) -> str:
     """What the user reads about a failed job."""
     if out_of_memory:
         return OOM_MESSAGE.format(**_with_defaults(config))

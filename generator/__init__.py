@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "GenerationConfig": "config", "Generation": "engine", "StepRecord": "engine",
+    "GenerationBatch": "batch", "batch_key": "batch",
     "ModelCache": "models", "resolve_device": "models",
     "VqclipError": "errors", "ConfigError": "errors", "PromptError": "errors", "WeightsError": "errors",
 }

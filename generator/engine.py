@@ -187,24 +187,40 @@ class Generation:
 
         `step_index` advances only once the step is complete, so an interrupted step is simply redone. It
         and `loss_history` move together in one list append, so an interrupt cannot leave them apart.
+        `generator.batch` runs the same stages for several generations at once.
         """
-        cfg = self.config
         index = self.step_index + 1
         # 1-2. Quantise with a straight-through gradient, decode, clamp to [0, 1] keeping the gradient.
         image = self._decode(self.z)
         # 3-5. Each CLIP model scores its own cutouts against its prompts.
+        embeds = [loss.embed(cutouts) for loss, cutouts in zip(self.losses, self._cutouts(image))]
+        terms = self._terms(index, image, embeds)
+        total = torch.stack(list(terms.values())).sum()
+        # 6-7. Optimiser step, then keep the latent inside the codebook's range.
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        return self._update(index, total, terms)
+
+    def _cutouts(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """Stage 3: one batch of cutouts per CLIP model, drawn from this run's random stream."""
+        return [loss.cutouts(image, self._rng) for loss in self.losses]
+
+    def _terms(self, index: int, image: torch.Tensor, embeds: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Stage 5: the loss terms of step `index`, from the cutout embeddings of each CLIP model."""
+        cfg = self.config
         terms: dict[str, torch.Tensor] = {}
-        for loss in self.losses:
-            for label, value in loss(image, self._rng):
+        for loss, embed in zip(self.losses, embeds):
+            for label, value in loss.terms(embed):
                 terms[label] = terms[label] + value if label in terms else value
         if cfg.init_weight:
             terms["init image"] = F.mse_loss(self.z, self._z_init) * self._init_weight(index) / 2
         if cfg.tv_weight:
             terms["smoothness"] = cfg.tv_weight * _total_variation(image)
-        total = torch.stack(list(terms.values())).sum()
-        # 6-7. Optimiser step, then keep the latent inside the codebook's range.
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        return terms
+
+    def _update(self, index: int, total: torch.Tensor, terms: dict[str, torch.Tensor]) -> StepRecord:
+        """Stages 6-7 once the gradient is in `z.grad`: optimiser step, clamp, and the step's record."""
+        cfg = self.config
         self.optimizer.step()
         with torch.no_grad():
             self.z.copy_(torch.maximum(torch.minimum(self.z, self._z_max), self._z_min))

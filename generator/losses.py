@@ -58,7 +58,14 @@ class ClipLoss:
         self.autocast = autocast  # the context the CLIP model runs in; the losses stay float32
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator) -> list[tuple[str, torch.Tensor]]:
-        cutouts = self.cutouts(image, generator)
+        return self.terms(self.embed(self.cutouts(image, generator)))
+
+    # The three stages apart, so that a batch of generations can embed all their cutouts in one forward pass.
+    def embed(self, cutouts: torch.Tensor) -> torch.Tensor:
+        """CLIP image embeddings of cutouts [n, 3, size, size] (of one image or of several)."""
         with self.autocast():
-            embeds = self.encode(cutouts)
+            return self.encode(cutouts)
+
+    def terms(self, embeds: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        """(label, weighted loss) of each target against one image's cutout embeddings."""
         return [(self.label_prefix + t.label, self.weight * t.loss(embeds)) for t in self.targets]

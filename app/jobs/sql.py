@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -156,18 +156,20 @@ class SqlJobStore(JobStore):
     # -- worker side -------------------------------------------------------------------------------------
 
     @_retrying
-    def claim(self, worker_id: str, lease_seconds: float) -> Job | None:
+    def claim(self, worker_id: str, lease_seconds: float,
+              match: Callable[[dict[str, Any]], bool] | None = None) -> Job | None:
         # Retried although not idempotent: a claim whose acknowledgement was lost leaves a job leased to
         # this worker, which the lease expiry hands back (counting an attempt).
         with self._write() as conn:
             now = _now(conn)
             _expire_leases(conn, now)
-            line = (sa.select(jobs.c.id).where(jobs.c.state == QUEUED)
+            line = (sa.select(jobs.c.id, jobs.c.config).where(jobs.c.state == QUEUED)
                     .order_by(jobs.c.priority.desc(), jobs.c.id).limit(1)
                     .with_for_update(skip_locked=True))
-            job_id = conn.execute(line).scalar()
-            if job_id is None:
+            head = conn.execute(line).first()
+            if head is None or (match is not None and not match(head.config)):
                 return None
+            job_id = head.id
             if not _update(conn, job_id, jobs.c.state == QUEUED, state=RUNNING, worker_id=worker_id,
                            started_at=now, lease_expires_at=now + lease_seconds):
                 return None  # cannot happen while the row is locked; never hand out a job twice

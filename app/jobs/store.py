@@ -19,7 +19,7 @@ so workers on several machines agree about leases.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from generator.errors import VqclipError
 
@@ -119,9 +119,13 @@ class JobStore:
 
     # -- worker side -------------------------------------------------------------------------------------
 
-    def claim(self, worker_id: str, lease_seconds: float) -> Job | None:
+    def claim(self, worker_id: str, lease_seconds: float,
+              match: Callable[[dict[str, Any]], bool] | None = None) -> Job | None:
         """Atomically take the next job (highest priority, then oldest) and mark it RUNNING for this worker
         until the lease expires; None when nothing is queued.
+
+        With `match`, take the next job only when match(its config) is true, and leave it queued (None)
+        otherwise: a worker filling a batch takes compatible jobs in turn and never jumps the line.
 
         First puts back in line the RUNNING jobs whose lease expired (attempts + 1), failing those whose
         attempts reached max_attempts with "worker lost N times (lease expired)".

@@ -27,6 +27,20 @@ def test_variations_make_captioned_sheet_matching_the_images(tmp_path):
         assert np.abs(sheet_pixels[8:200, x:x + 192] - tile).mean() < 1.0
 
 
+def test_variations_as_one_batch_make_the_images_they_make_one_at_a_time(tmp_path):
+    args = ["research computing team logo", *TINY, "--steps", 3, "--seed", 4, "--variations", 3]
+    alone = vqclip("generate", *args, "--out", tmp_path / "alone")
+    batched = vqclip("generate", *args, "--batch", 2, "--out", tmp_path / "batched")  # a batch of 2, then 1
+    assert alone.returncode == 0 and batched.returncode == 0, alone.stderr + batched.stderr
+    assert "[1-2/3] batch" in batched.stderr and "[3/3] seed 6" in batched.stderr
+    a, b = ([line for line in r.stdout.splitlines() if line] for r in (alone, batched))
+    assert [p.rsplit("/", 1)[-1] for p in a] == [p.rsplit("/", 1)[-1] for p in b]  # same names, same sheet
+    for x, y in zip(a[:3], b[:3]):
+        assert read_png_config(x) == read_png_config(y)
+        diff = np.abs(np.asarray(Image.open(x)).astype(int) - np.asarray(Image.open(y)).astype(int))
+        assert diff.max() <= 2  # rounding of a batched decode; see tests/generator/test_batch.py
+
+
 def test_same_seeds_same_images_and_prompt_rows(tmp_path):
     args = [*TINY, "--steps", 2, "--seeds", "2,7", "--prompt-set", "a red logo | a blue emblem"]
     first = vqclip("generate", *args, "--out", tmp_path / "a")
@@ -47,6 +61,7 @@ def test_same_seeds_same_images_and_prompt_rows(tmp_path):
     (["--variations", "0"], "at least 1"),
     (["--variations", "2", "--seeds", "1,2"], "not both"),
     (["--seeds", "1-100"], "more than 64"),
+    (["--variations", "2", "--batch", "0"], "--batch must be at least 1, got 0"),
 ])
 def test_bad_variation_options(tmp_path, args, message):
     result = vqclip("generate", "x", *TINY, "--steps", 1, *args, "--out", tmp_path)

@@ -74,6 +74,17 @@ class TestJobStoreContract:
         assert claimed[0].lease_expires_at >= claimed[0].started_at + 59
         assert store.claim("w", 60) is None
 
+    def test_claim_with_match_takes_the_next_job_only_when_it_matches(self, store):
+        ids = [store.submit({"size": size}) for size in (64, 64, 128, 64)]
+        same_size = lambda config: config["size"] == 64  # noqa: E731
+        assert [store.claim("w", 60, match=same_size).id for _ in range(2)] == ids[:2]
+        # The next in line does not match: it stays queued, and the later match does not jump the line.
+        assert store.claim("w", 60, match=same_size) is None
+        assert store.get(ids[2]).state == QUEUED and store.position(ids[3]) == 2
+        assert store.claim("w", 60).id == ids[2]
+        assert store.claim("w", 60, match=same_size).id == ids[3]
+        assert store.claim("w", 60, match=same_size) is None
+
     def test_racing_threads_claim_each_job_once(self, store_url):
         stores = [SqlJobStore(store_url) for _ in range(3)]
         for _ in range(20):

@@ -67,3 +67,21 @@ def test_channels_last_decoder_gives_the_same_steps(monkeypatch):
     gen = Generation(config, device="cpu", models=ModelCache("cpu"))  # its own models: this changes them
     assert gen.vqgan.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     assert losses(gen) == pytest.approx(plain, rel=1e-5)
+
+
+def test_failed_compile_in_a_batch_gives_the_eager_steps(models, monkeypatch):
+    from generator.batch import GenerationBatch
+
+    def broken_compile(fn):
+        def run(*args, **kwargs):
+            raise RuntimeError("InductorError: no C++ compiler")
+        return run
+
+    configs = [tiny_config(steps=2, seed=seed) for seed in (1, 2)]
+    eager = GenerationBatch([Generation(c.replace(compile="off"), device="cpu", models=models) for c in configs])
+    expected = [[r.loss for r in eager.step().values()] for _ in range(2)]
+    monkeypatch.setattr(acceleration, "compiled", broken_compile)
+    batch = GenerationBatch([Generation(c.replace(compile="on"), device="cpu", models=models) for c in configs])
+    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
+        got = [[r.loss for r in batch.step().values()] for _ in range(2)]
+    assert got == expected and not any(gen.compiled for gen in batch.members)
