@@ -105,7 +105,7 @@ def build(app: WebApp) -> gr.Blocks:
                        **PRIVATE)
         use.click(app.use_settings, selected, [*form_inputs, init_name, prompt_names, upload_note, tabs], **PRIVATE)
         grid.select(app.select_tile, tile_ids, [picked, tile["info"], tile["panel"]], **PRIVATE)
-        filled = [*form_inputs, init_name, prompt_names, upload_note, tabs]
+        filled = [*form_inputs, init_name, prompt_names, notice, tabs]  # the note beside Generate
         tile["use"].click(app.use_seed, picked, [*filled, variations], **PRIVATE)
         tile["vary"].click(app.vary, picked, filled, **PRIVATE)
         export_in = [picked, tile["colors"], tile["transparent"], tile["tolerance"], tile["size"]]

@@ -129,7 +129,7 @@ def tile(page, seed: int):
 
 
 def download_export(page, suffix: str) -> Path:
-    link = page.locator("#vq-export-files a").filter(has_text=suffix).first
+    link = page.locator(f'#vq-export-files a[href$="{suffix}"]').first
     expect(link).to_be_visible(timeout=JOB_DONE)
     with page.expect_download() as download:
         link.click()
@@ -154,7 +154,7 @@ def test_variations_grid_use_this_seed_and_exports(page, server, artifacts):
     page.click("#vq-use-seed")
     expect(page.locator("#vq-seed input")).to_have_value("12")
     expect(page.locator("#vq-variations input")).to_have_value("1")
-    expect(page.locator("#vq-upload-note")).to_contain_text("Settings of job")
+    expect(page.locator("#vq-notice")).to_contain_text("Settings of job")
 
     page.fill("#vq-colors input", "70")
     page.click("#vq-export-svg")
