@@ -61,7 +61,8 @@ def plan(args: argparse.Namespace, config) -> tuple[list[str], list[int]]:
 
     if args.variations is not None and args.seeds:
         raise ConfigError("give --variations or --seeds, not both")
-    seeds = parse_seeds(args.seeds) if args.seeds else variation_seeds(config.seed, args.variations or 1)
+    seeds = parse_seeds(args.seeds) if args.seeds else variation_seeds(
+        config.seed, 1 if args.variations is None else args.variations)
     prompts = parse_prompt_set(args.prompt_set) if args.prompt_set else [config.prompts]
     if len(prompts) * len(seeds) > MAX_IMAGES:
         raise ConfigError(f"{len(prompts)} prompts x {len(seeds)} seeds is over the limit of {MAX_IMAGES} images")
