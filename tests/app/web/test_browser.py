@@ -173,3 +173,8 @@ def test_variations_grid_use_this_seed_and_exports(page, server, artifacts):
     border = np.concatenate([alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1]])
     assert image.mode == "RGBA" and (border == 0).mean() > 0.5
     page.screenshot(path=str(artifacts / "09-exports.png"), full_page=True)
+
+    page.click("#vq-vary")
+    expect(page.locator("#vq-notice")).to_contain_text("Ready to vary job", timeout=JOB_DONE)
+    expect(page.locator("#vq-notice")).to_contain_text("seed 12")
+    expect(page.locator("#vq-seed input")).to_have_value("12")
