@@ -111,7 +111,7 @@ def build(app: WebApp) -> gr.Blocks:
         export_in = [picked, tile["colors"], tile["transparent"], tile["tolerance"], tile["size"]]
         for kind, button in tile["buttons"].items():
             button.click(lambda *values, kind=kind: app.export(kind, *values), export_in,
-                             [tile["files"], tile["note"]], **PRIVATE)
+                         [tile["files"], tile["note"]], **PRIVATE)
         get.click(app.download_model, to_get, [got, table, to_get, fields["vqgan"], fields["clip"]], **PRIVATE)
     return demo
 
