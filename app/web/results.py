@@ -9,7 +9,7 @@ import secrets
 from pathlib import Path
 
 from app.jobs import SUCCEEDED, Job
-from app.logo import export_one
+from app.logo import VARY_INIT_WEIGHT, export_one
 from app.web import form
 from app.web.jobs_view import STATE_WORDS, FileCache
 from generator.errors import ConfigError
@@ -22,8 +22,9 @@ EXPORT_HELP = (
 )
 VARY_HELP = (
     "**Use this seed** loads the selected result's settings and seed into the form. **Vary this one** keeps "
-    "its settings and seed and starts from its image, pulled gently towards it: the same composition with "
-    "small changes. Press Generate after either; with Variations above 1 you get that many."
+    "its settings and seed and starts from its image, pulled towards it with init weight "
+    f"{VARY_INIT_WEIGHT} (under Advanced; lower it for bigger changes): the same composition with small "
+    "changes. Press Generate after either; with Variations above 1 you get that many, one per seed."
 )
 
 
