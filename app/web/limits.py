@@ -58,6 +58,7 @@ class Limits:
                              f"this server's limit of {self.max_queued_per_user} per user; ask for at most {room}, "
                              f"or wait for some to finish")
 
+
 def _active_jobs(store: JobStore, owner: str, enough: int) -> int:
     """How many of `owner`'s jobs are queued or running (counting stops at `enough`)."""
     found = 0
