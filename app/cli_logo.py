@@ -8,7 +8,7 @@ import json
 import re
 from pathlib import Path
 
-MAX_IMAGES = 64
+from app.logo import MAX_IMAGES, variation_seeds
 
 
 def add_variation_options(p: argparse.ArgumentParser) -> None:
@@ -62,13 +62,12 @@ def plan(args: argparse.Namespace, config) -> tuple[list[str], list[int]]:
     """(prompts, seeds) to make: every prompt at every seed."""
     from generator.errors import ConfigError
 
-    if args.variations is not None and args.variations < 1:
-        raise ConfigError(f"--variations must be at least 1, got {args.variations}")
     if args.batch < 1:
         raise ConfigError(f"--batch must be at least 1, got {args.batch}")
-    if args.variations and args.seeds:
+    if args.variations is not None and args.seeds:
         raise ConfigError("give --variations or --seeds, not both")
-    seeds = parse_seeds(args.seeds) if args.seeds else [config.seed + i for i in range(args.variations or 1)]
+    seeds = parse_seeds(args.seeds) if args.seeds else variation_seeds(
+        config.seed, 1 if args.variations is None else args.variations)
     prompts = parse_prompt_set(args.prompt_set) if args.prompt_set else [config.prompts]
     if len(prompts) * len(seeds) > MAX_IMAGES:
         raise ConfigError(f"{len(prompts)} prompts x {len(seeds)} seeds is over the limit of {MAX_IMAGES} images")

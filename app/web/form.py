@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from generator.config import AUGMENTATIONS, OPTIMIZERS, GenerationConfig
 from generator.prompts import parse_image_prompt
+from generator.weights import recommended_settings
 
 from app.web import models, uploads
 from app.web.limits import Limits
@@ -42,13 +43,16 @@ def preset_for(width: int, height: int) -> str:
 
 
 def defaults(vqgan: str, clip: str, real: bool) -> dict:
-    """The form's starting values: the engine's defaults, on the tiny pair a small quick run."""
+    """The form's starting values: the engine's defaults with the model's recommended settings (the shapes
+    demo's small quick run); on the tiny pair a small quick run."""
     config = GenerationConfig()
     width, height = (config.width, config.height) if real else (64, 64)
-    return dict(prompt="", preset=preset_for(width, height), width=width, height=height,
-                steps=config.steps if real else 50, seed=config.seed, vqgan=vqgan, clip=[clip],
-                cutn=config.cutn, cut_pow=config.cut_pow, lr=config.lr, optimizer=config.optimizer,
-                augmentations=list(config.augmentations), init_weight=config.init_weight, video=True)
+    values = dict(prompt="", width=width, height=height, steps=config.steps if real else 50, seed=config.seed,
+                  vqgan=vqgan, clip=[clip], cutn=config.cutn, cut_pow=config.cut_pow, lr=config.lr,
+                  optimizer=config.optimizer, augmentations=list(config.augmentations),
+                  init_weight=config.init_weight, video=True)
+    values.update((k, v) for k, v in recommended_settings(vqgan).items() if k in values)
+    return {**values, "preset": preset_for(values["width"], values["height"])}
 
 
 def to_config(values: dict, init_name: str | None, prompt_names: list[str] | None, limits: Limits,
@@ -57,14 +61,14 @@ def to_config(values: dict, init_name: str | None, prompt_names: list[str] | Non
     if values["preset"] in PRESETS:
         width, height = PRESETS[values["preset"]]
     else:
-        width, height = _int(values["width"], "width"), _int(values["height"], "height")
+        width, height = whole(values["width"], "width"), whole(values["height"], "height")
     clips = list(values["clip"] or [])
     vqgan = values["vqgan"]
     models.check_names(vqgan, clips)
-    steps = _int(values["steps"], "steps")
+    steps = whole(values["steps"], "steps")
     data = dict(
         prompts=str(values["prompt"] or "").strip(), width=width, height=height, steps=steps,
-        seed=_int(values["seed"], "seed"), cutn=_int(values["cutn"], "cutouts"),
+        seed=whole(values["seed"], "seed"), cutn=whole(values["cutn"], "cutouts"),
         cut_pow=float(values["cut_pow"]), lr=float(values["lr"]), optimizer=values["optimizer"],
         augmentations=list(values["augmentations"] or []), vqgan=vqgan, clip=",".join(clips),
         init_weight=float(values["init_weight"] or 0.0),
@@ -108,7 +112,7 @@ def _upload_name(path: str) -> str | None:
     return name
 
 
-def _int(value, what: str) -> int:
+def whole(value, what: str) -> int:
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -119,4 +123,4 @@ def _int(value, what: str) -> int:
 
 
 __all__ = ["CUSTOM", "PRESETS", "FIELDS", "OPTIMIZERS", "AUGMENTATIONS", "AUGMENTATION_NAMES", "PROMPT_HELP",
-           "defaults", "to_config", "from_config", "preset_for"]
+           "defaults", "to_config", "from_config", "preset_for", "whole"]

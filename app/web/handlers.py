@@ -15,7 +15,8 @@ from pathlib import Path
 import gradio as gr
 
 from app.jobs import FINAL_STATES, QUEUED, RUNNING, SUCCEEDED, JobStore
-from app.web import form, models, uploads
+from app.logo import varied, variation_seeds
+from app.web import form, models, results, uploads
 from app.web.jobs_view import FileCache, RateTracker, caption, job_card, job_rows
 from app.web.limits import Limits
 from generator.errors import VqclipError
@@ -74,21 +75,26 @@ class WebApp:
 
     # -- submit and cancel -----------------------------------------------------------------------------------
 
-    def submit(self, session, init_name, prompt_names, *values, request: gr.Request = None):
-        """Queue the form's job: (current job id, notice)."""
+    def submit(self, session, init_name, prompt_names, variations, random_seeds, *values,
+               request: gr.Request = None):
+        """Queue the form's job, one per variation: (current job id, notice, the group's job ids)."""
         owner = self.owner(session, request)
         if owner == "anonymous":
-            return gr.skip(), _error("The page is still connecting; try again in a moment.")
+            return gr.skip(), _error("The page is still connecting; try again in a moment."), gr.skip()
         try:
             config = form.to_config(dict(zip(form.FIELDS, values)), init_name, prompt_names, self.limits,
                                     check_weights=self.local_worker)
-            self.limits.check_queue(self.store, owner)
+            seeds = variation_seeds(config["seed"], form.whole(variations, "variations"), bool(random_seeds))
+            self.limits.check_queue(self.store, owner, len(seeds))
         except VqclipError as exc:
-            return gr.skip(), _error(_sentence(str(exc)))
-        job_id = self.store.submit(config, owner=owner)
-        position = self.store.position(job_id)
+            return gr.skip(), _error(_sentence(str(exc))), gr.skip()
+        ids = [self.store.submit({**config, "seed": seed}, owner=owner) for seed in seeds]
+        if len(ids) > 1:
+            return ids[0], _ok(f"{len(ids)} jobs queued (#{ids[0]}–#{ids[-1]}), seeds "
+                               f"{', '.join(map(str, seeds))}; they appear in the grid as they finish."), ids
+        position = self.store.position(ids[0])
         where = f"#{position} in line" if position else "starting"
-        return job_id, _ok(f"Job #{job_id} queued ({where}).")
+        return ids[0], _ok(f"Job #{ids[0]} queued ({where})."), ids
 
     def cancel(self, session, current, request: gr.Request = None):
         """Cancel the job shown, if it is the user's: a notice."""
@@ -219,6 +225,53 @@ class WebApp:
         note = _ok(f"Settings of job #{job.id} loaded" + (f", with {' and '.join(kept)}" if kept else "")
                    + ". Change what you like and press Generate.")
         return (*(values[f] for f in form.FIELDS), init, names, note, gr.Tabs(selected="create"))
+
+    # -- the results grid: variations, their seeds, exports ----------------------------------------------------
+
+    def group_view(self, group, key):
+        """(grid, tile job ids, note, key) of the latest group of variations; the grid is sent again only
+        when its set of finished tiles changed, so a selection survives the polling."""
+        jobs = [job for job in map(self.store.get, [int(i) for i in group or []]) if job is not None]
+        items, ids, note = results.tiles(jobs, self.files)
+        new_key = ",".join(map(str, ids)) + "/" + ",".join(str(j.id) for j in jobs)
+        if new_key == key:
+            return gr.skip(), gr.skip(), note, key
+        return gr.update(value=items, visible=bool(jobs)), ids, note, new_key
+
+    def select_tile(self, ids, evt: gr.SelectData):
+        """A tile was clicked: (picked job id, its details, the actions and export panel shown)."""
+        job = self.store.get(ids[evt.index]) if ids and evt.index is not None and evt.index < len(ids) else None
+        if job is None:
+            return None, "", gr.update(visible=False)
+        return job.id, details(job), gr.update(visible=True)
+
+    def use_seed(self, picked):
+        """Fill the form with a result's settings and seed, one variation: use_settings' outputs, variations."""
+        return (*self.use_settings(picked), 1 if picked else gr.skip())
+
+    def vary(self, picked):
+        """Fill the form to vary a result (same seed and settings, started from its image): as use_settings."""
+        job = self.store.get(int(picked)) if picked else None
+        if job is None or not job.result:
+            return (*(gr.skip(),) * (len(form.FIELDS) + 2), _error("Pick a finished result first."), gr.skip())
+        try:
+            image = uploads.path_of(uploads.store_image(job.result, self.limits, "the result"))
+        except VqclipError as exc:
+            return (*(gr.skip(),) * (len(form.FIELDS) + 2), _error(_sentence(str(exc))), gr.skip())
+        values, init, names = form.from_config(varied(job.config, image))
+        note = _ok(f"Ready to vary job #{job.id} (seed {job.config.get('seed')}): same settings, starting from "
+                   f"its image with init weight {values['init_weight']}. Press Generate.")
+        return (*(values[f] for f in form.FIELDS), init, names, note, gr.Tabs(selected="create"))
+
+    def export(self, kind, picked, colors, transparent, tolerance, size):
+        """Export the picked result (kind: svg, transparent, resized): (files to download, notice)."""
+        job = self.store.get(int(picked)) if picked else None
+        try:
+            paths = results.export(self.files, job, kind, colors, transparent, tolerance, size)
+        except VqclipError as exc:
+            gr.Warning(_sentence(str(exc)))
+            return None, _error(_sentence(str(exc)))
+        return paths, _ok(f"Exported job #{job.id}: {', '.join(Path(p).name for p in paths)}.")
 
     # -- models ------------------------------------------------------------------------------------------------
 

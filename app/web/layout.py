@@ -9,7 +9,7 @@ import random
 
 import gradio as gr
 
-from app.web import form, models
+from app.web import form, models, results
 from app.web.handlers import WebApp
 from app.web.jobs_view import job_card
 
@@ -24,12 +24,14 @@ def build(app: WebApp) -> gr.Blocks:
         session = gr.BrowserState(None, storage_key="vqclip-session")
         current, shown, history_key = gr.State(None), gr.State(""), gr.State("")
         init_name, prompt_names, history_ids, selected = gr.State(None), gr.State([]), gr.State([]), gr.State(None)
+        group = gr.BrowserState([], storage_key="vqclip-group")  # job ids of the latest Generate
+        tile_ids, group_key, picked = gr.State([]), gr.State(""), gr.State(None)
 
         with gr.Row(elem_id="vq-header"):
             gr.HTML('<div class="vq-brand"><span class="vq-logo">◆</span> vqclip'
                     '<span class="vq-tagline">text to image with VQGAN+CLIP</span></div>')
             badge = gr.HTML(app.badge(), elem_id="vq-queue")
-        gr.Markdown(models.banner(real), visible=not real, elem_id="vq-banner")
+        gr.Markdown(models.banner(real, vqgan), visible=not real, elem_id="vq-banner")
 
         with gr.Tabs(selected="create") as tabs:
             with gr.Tab("Create", id="create"):
@@ -37,6 +39,7 @@ def build(app: WebApp) -> gr.Blocks:
                     with gr.Column(scale=5, elem_id="vq-form"):
                         fields = _form(start, app)
                         init_file, prompt_files, upload_note = fields.pop("_uploads")
+                        variations, random_seeds = fields.pop("_variations")
                         submit = gr.Button("Generate", variant="primary", size="lg", elem_id="vq-generate",
                                            interactive=False)
                         notice = gr.HTML("", elem_id="vq-notice")
@@ -51,6 +54,7 @@ def build(app: WebApp) -> gr.Blocks:
                         my_jobs = gr.Dataframe(headers=["Job", "Status", "Prompt", "Size"], label="My jobs",
                                                interactive=False, elem_id="vq-my-jobs", max_height=260,
                                                column_widths=["12%", "22%", "50%", "16%"])
+                        grid, grid_note, tile = _results_grid()
 
             with gr.Tab("History", id="history"):
                 with gr.Row(equal_height=False):
@@ -82,10 +86,14 @@ def build(app: WebApp) -> gr.Blocks:
                     history_key]
         poll_in = [session, current, shown, history_key]
         demo.load(app.new_session, session, [session, submit], **PRIVATE).then(app.poll, poll_in, poll_out, **PRIVATE)
-        gr.Timer(POLL_SECONDS).tick(app.poll, poll_in, poll_out, show_progress="hidden", concurrency_limit=None,
-                                    **PRIVATE)
-        submit.click(app.submit, [session, init_name, prompt_names, *form_inputs], [current, notice],
-                     concurrency_limit=None, **PRIVATE).then(app.poll, poll_in, poll_out, **PRIVATE)
+        group_in, group_out = [group, group_key], [grid, tile_ids, grid_note, group_key]
+        timer = gr.Timer(POLL_SECONDS)
+        timer.tick(app.poll, poll_in, poll_out, show_progress="hidden", concurrency_limit=None, **PRIVATE)
+        timer.tick(app.group_view, group_in, group_out, show_progress="hidden", concurrency_limit=None, **PRIVATE)
+        demo.load(app.group_view, group_in, group_out, **PRIVATE)
+        submit.click(app.submit, [session, init_name, prompt_names, variations, random_seeds, *form_inputs],
+                     [current, notice, group], concurrency_limit=None, **PRIVATE).then(
+            app.poll, poll_in, poll_out, **PRIVATE).then(app.group_view, group_in, group_out, **PRIVATE)
         cancel.click(app.cancel, [session, current], notice, **PRIVATE).then(app.poll, poll_in, poll_out, **PRIVATE)
         my_jobs.select(app.select_job, my_jobs, [current, shown], **PRIVATE).then(
             app.poll, poll_in, poll_out, **PRIVATE)
@@ -96,15 +104,62 @@ def build(app: WebApp) -> gr.Blocks:
         gallery.select(app.show_history_item, history_ids, [selected, info, history_png, history_mp4, use],
                        **PRIVATE)
         use.click(app.use_settings, selected, [*form_inputs, init_name, prompt_names, upload_note, tabs], **PRIVATE)
+        grid.select(app.select_tile, tile_ids, [picked, tile["info"], tile["panel"]], **PRIVATE)
+        filled = [*form_inputs, init_name, prompt_names, notice, tabs]  # the note beside Generate
+        tile["use"].click(app.use_seed, picked, [*filled, variations], **PRIVATE)
+        tile["vary"].click(app.vary, picked, filled, **PRIVATE)
+        export_in = [picked, tile["colors"], tile["transparent"], tile["tolerance"], tile["size"]]
+        for kind, button in tile["buttons"].items():
+            button.click(lambda *values, kind=kind: app.export(kind, *values), export_in,
+                         [tile["files"], tile["note"]], **PRIVATE)
         get.click(app.download_model, to_get, [got, table, to_get, fields["vqgan"], fields["clip"]], **PRIVATE)
     return demo
 
 
+def _results_grid():
+    """The latest group's results as a grid, and what can be done with a picked tile: (grid, note, parts)."""
+    grid = gr.Gallery(label="Results (click one to use its seed, vary it or export it)", columns=4, height="auto",
+                      object_fit="contain", allow_preview=False, visible=False, elem_id="vq-grid")
+    note = gr.Markdown("", elem_id="vq-grid-note", elem_classes="vq-small")
+    t = {}
+    with gr.Group(visible=False, elem_id="vq-picked") as t["panel"]:
+        t["info"] = gr.Markdown(elem_id="vq-picked-info")
+        with gr.Row():
+            t["use"] = gr.Button("Use this seed", variant="primary", elem_id="vq-use-seed")
+            t["vary"] = gr.Button("Vary this one", elem_id="vq-vary")
+        gr.Markdown(results.VARY_HELP, elem_classes="vq-small")
+        with gr.Accordion("Export", open=True, elem_id="vq-export"):
+            gr.Markdown(results.EXPORT_HELP, elem_classes="vq-small")
+            with gr.Row():
+                t["colors"] = gr.Number(8, label="SVG colours (2-64)", precision=0, elem_id="vq-colors")
+                t["size"] = gr.Number(1024, label="Resized PNG side, px (resampled)", precision=0,
+                                      elem_id="vq-export-size")
+            with gr.Row():
+                t["transparent"] = gr.Checkbox(True, label="Transparent background (SVG and resized PNG)",
+                                               elem_id="vq-transparent")
+                t["tolerance"] = gr.Slider(0.0, 1.0, value=0.12, step=0.01, label="Background tolerance",
+                                           elem_id="vq-tolerance")
+            with gr.Row():
+                t["buttons"] = {"svg": gr.Button("SVG", elem_id="vq-export-svg"),
+                                "transparent": gr.Button("Transparent PNG", elem_id="vq-export-transparent"),
+                                "resized": gr.Button("Resized PNG (resampled)", elem_id="vq-export-resized")}
+            t["files"] = gr.File(label="Exported files", file_count="multiple", interactive=False,
+                                 elem_id="vq-export-files")
+            t["note"] = gr.HTML("", elem_id="vq-export-note")
+    return grid, note, t
+
+
 def _form(start: dict, app: WebApp) -> dict:
-    """The generation form's components by field name (plus the upload widgets under "_uploads")."""
+    """The generation form's components by field name (plus the upload widgets under "_uploads" and the
+    variations count under "_variations")."""
     f = {}
-    f["prompt"] = gr.Textbox(label="Prompt", lines=3, value=start["prompt"], elem_id="vq-prompt",
-                             placeholder="a castle in the fog:1 | watercolour:0.5 | blurry:-0.5")
+    with gr.Row(equal_height=False):
+        f["prompt"] = gr.Textbox(label="Prompt", lines=3, value=start["prompt"], elem_id="vq-prompt", scale=5,
+                                 placeholder="a castle in the fog:1 | watercolour:0.5 | blurry:-0.5")
+        with gr.Column(scale=1, min_width=120):
+            variations = gr.Number(1, label="Variations", precision=0, minimum=1, elem_id="vq-variations",
+                                   info="N jobs, seeds seed…seed+N-1")
+            random_seeds = gr.Checkbox(False, label="random seeds", elem_id="vq-random-seeds")
     gr.Markdown(form.PROMPT_HELP, elem_id="vq-syntax")
     with gr.Row():
         f["preset"] = gr.Dropdown([*form.PRESETS, form.CUSTOM], value=start["preset"], label="Size", scale=2,
@@ -147,6 +202,7 @@ def _form(start: dict, app: WebApp) -> dict:
     f["preset"].change(lambda p: (gr.update(visible=p == form.CUSTOM),) * 2, f["preset"],
                        [f["width"], f["height"]], **PRIVATE)
     f["_uploads"] = (init_file, prompt_files, upload_note)
+    f["_variations"] = (variations, random_seeds)
     return f
 
 

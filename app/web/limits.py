@@ -42,16 +42,21 @@ class Limits:
         if len(config.get("image_prompts", [])) > self.max_image_prompts:
             raise LimitError(f"at most {self.max_image_prompts} image prompts per job")
 
-    def check_queue(self, store: JobStore, owner: str) -> None:
-        """Refuse a new job when the user, or everyone together, already has too many waiting or running."""
+    def check_queue(self, store: JobStore, owner: str, count: int = 1) -> None:
+        """Refuse `count` new jobs when the user, or everyone together, would have too many waiting or running."""
         counts = store.counts()
-        if counts[QUEUED] + counts[RUNNING] >= self.max_queued:
+        if counts[QUEUED] + counts[RUNNING] + count > self.max_queued:
             raise LimitError(f"the queue is full ({self.max_queued} jobs waiting or running); "
                              f"try again when some have finished")
         mine = _active_jobs(store, owner, self.max_queued_per_user)
-        if mine >= self.max_queued_per_user:
-            raise LimitError(f"you already have {mine} jobs waiting or running, this server's limit per user; "
-                             f"wait for one to finish or cancel one")
+        if mine + count > self.max_queued_per_user:
+            if count == 1:
+                raise LimitError(f"you already have {mine} jobs waiting or running, this server's limit per "
+                                 f"user; wait for one to finish or cancel one")
+            room = max(0, self.max_queued_per_user - mine)
+            raise LimitError(f"{count} variations would make {mine + count} of your jobs waiting or running, over "
+                             f"this server's limit of {self.max_queued_per_user} per user; ask for at most {room}, "
+                             f"or wait for some to finish")
 
 
 def _active_jobs(store: JobStore, owner: str, enough: int) -> int:

@@ -32,6 +32,8 @@ def _records(kind: str) -> list[weights.WeightRecord]:
 def label(record: weights.WeightRecord) -> str:
     if record.kind == "tiny":
         return TINY_LABEL
+    if record.bundled:  # "Shapes demo (works offline)": the head of its description
+        return record.description.split(":")[0]
     if record.kind not in ("vqgan", "clip"):
         return record.description.split(";")[0] or record.name
     return record.name if state(record.name) in READY else f"{record.name} (not downloaded)"
@@ -50,23 +52,33 @@ def state(name: str) -> str:
     return min((s for _, s, _ in weights.status(name)), key=order.index)
 
 
+DEMO_PAIR = ("shapes", "shapes-clip")  # bundled with the package: always there, no download
+
+
 def default_pair() -> tuple[str, str, bool]:
-    """(vqgan, clip, real): the engine's default models when both are ready, else the tiny pair."""
+    """(vqgan, clip, real): the engine's default models when both are ready, else the shapes demo (the tiny
+    test pair if even that is damaged)."""
     config = GenerationConfig()
-    vqgan, clip = config.vqgan, config.clip
-    if all(n in weights.REGISTRY and state(n) in READY for n in (vqgan, clip)):
-        return vqgan, clip, True
+    for pair in ((config.vqgan, config.clip), DEMO_PAIR):
+        if all(n in weights.REGISTRY and state(n) in READY for n in pair):
+            return *pair, pair == (config.vqgan, config.clip)
     return "tiny", "tiny", False
 
 
-def banner(real: bool) -> str:
-    """A plain note when the UI starts on the tiny models; empty when the real ones are here."""
+def banner(real: bool, vqgan: str = DEMO_PAIR[0]) -> str:
+    """A plain note when the UI starts on the demo (or tiny) models; empty when the real ones are here."""
     if real:
         return ""
     config = GenerationConfig()
-    return (f"**The real models are not downloaded yet**, so the tiny test models are selected: they run "
-            f"anywhere but make meaningless images. To get the real ones, use the **Models** tab or run "
-            f"`vqclip weights download {config.vqgan}` and `vqclip weights download {config.clip}`, "
+    if vqgan == DEMO_PAIR[0]:
+        picked = (f"so the **{label(weights.REGISTRY[vqgan])}** is selected, with its recommended settings. It is "
+                  f"a small VQGAN and CLIP trained only on drawn shapes (circles, squares, triangles, stars and "
+                  f"crosses in eight colours): try \"a large blue circle on the left\". It cannot draw anything "
+                  f"else, and its shapes are still rough.")
+    else:
+        picked = "so the tiny test models are selected: they run anywhere but make meaningless images."
+    return (f"**The real models are not downloaded yet**, {picked} To get the real ones, use the **Models** tab "
+            f"or run `vqclip weights download {config.vqgan}` and `vqclip weights download {config.clip}`, "
             f"then reload this page.")
 
 

@@ -96,3 +96,32 @@ def test_interrupted_loop_cell_continues_when_rerun(tmp_path, tiny_env, monkeypa
             reached.append(done)
         # The second run carried on from where the first stopped rather than starting over.
         assert reached[2] > reached[1] > 0
+
+
+def test_notebook_falls_back_to_the_shapes_demo_when_the_real_weights_cannot_be_obtained(tmp_path, monkeypatch):
+    monkeypatch.setenv("VQCLIP_WEIGHTS_DIR", str(tmp_path / "empty-cache"))
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    fetch = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "fetch_weights(" in c.source)
+    # Every download fails as it does offline (and a test never starts a real 1 GB download).
+    offline = nbformat.v4.new_code_cell(
+        "from generator import weights\n"
+        "from generator.download import FetchError\n"
+        "def _offline(name, **kwargs):\n"
+        "    raise FetchError([(f'https://example.invalid/{name}', 'unreachable (no network)')])\n"
+        "weights.download = _offline\n")
+    short = nbformat.v4.new_code_cell("steps, display_every = 3, 1  # a short run for the test")
+    nb.cells[fetch:fetch + 1] = [offline, nb.cells[fetch], short]
+    client_for(nb, tmp_path).execute()
+    said = text_of(nb.cells[fetch + 1])
+    assert "could not be obtained" in said and "Falling back to the Shapes demo (works offline)" in said
+    assert "NOT the real VQGAN and CLIP" in said and "recommended settings: 64x64, 50 steps" in said
+    from generator import weights
+    from generator.output import read_png_config
+
+    (png,) = [p for p in (tmp_path / "outputs").glob("*.png") if not p.stem.endswith("-transparent")]
+    config = read_png_config(png)
+    preset = weights.get("shapes").recommended
+    assert (config.vqgan, config.clip, config.steps) == ("shapes", "shapes", 3)
+    assert (config.width, config.cutn, config.lr, config.augmentations) == (
+        preset["width"], preset["cutn"], preset["lr"], preset["augmentations"])
+    assert png.with_suffix(".svg").is_file()

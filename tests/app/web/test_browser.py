@@ -1,4 +1,5 @@
-"""The web UI end to end in headless Chromium against a real `vqclip serve` and its worker, on the tiny pair.
+"""The web UI end to end in headless Chromium against a real `vqclip serve` and its worker, on the bundled
+shapes demo pair (the default when the real weights are absent).
 
     .venv/bin/python -m pytest tests/app/web/test_browser.py -q -s      # -s prints the screenshots' folder
 """
@@ -7,7 +8,11 @@ from __future__ import annotations
 import io
 import os
 import random
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
 
+import numpy as np
 from PIL import Image
 from playwright.sync_api import expect
 
@@ -37,10 +42,11 @@ def generate(page, prompt: str, steps: int) -> None:
     page.click("#vq-generate")
 
 
-def test_generate_on_tiny_pair_shows_progress_then_image(page, server, artifacts):
+def test_generate_on_the_shapes_demo_shows_progress_then_image(page, server, artifacts):
     open_ui(page, server)
     expect(page.locator("#vq-banner")).to_contain_text("vqclip weights download")
-    expect(page.locator("#vq-vqgan input")).to_have_value("Tiny test models (random weights; for tests)")
+    expect(page.locator("#vq-banner")).to_contain_text("Shapes demo (works offline)")
+    expect(page.locator("#vq-vqgan input")).to_have_value("Shapes demo (works offline)")
     page.screenshot(path=str(artifacts / "01-start.png"), full_page=True)
 
     generate(page, PROMPT, 20)
@@ -116,3 +122,59 @@ def test_history_survives_a_server_restart(page, server, artifacts):
     page.screenshot(path=str(artifacts / "07-history-after-restart.png"), full_page=True)
     page.click("#vq-use")
     expect(page.locator("#vq-prompt textarea")).to_have_value(PROMPT)
+
+
+def tile(page, seed: int):
+    return page.locator("#vq-grid button").filter(has_text=re.compile(rf"^\s*seed {seed}\s*$"))
+
+
+def download_export(page, suffix: str) -> Path:
+    link = page.locator(f'#vq-export-files a[href$="{suffix}"]').first
+    expect(link).to_be_visible(timeout=JOB_DONE)
+    with page.expect_download() as download:
+        link.click()
+    return Path(download.value.path())
+
+
+def test_variations_grid_use_this_seed_and_exports(page, server, artifacts):
+    open_ui(page, server)
+    page.fill("#vq-seed input", "11")
+    page.fill("#vq-variations input", "3")
+    generate(page, "a large blue circle on the left", 10)
+    expect(page.locator("#vq-notice")).to_contain_text("3 jobs queued", timeout=JOB_DONE)
+    expect(page.locator("#vq-notice")).to_contain_text("seeds 11, 12, 13")
+    for seed in (11, 12, 13):
+        expect(tile(page, seed)).to_have_count(1, timeout=3 * JOB_DONE)
+    expect(page.locator("#vq-grid-note")).to_contain_text("3 of 3 done")
+    page.screenshot(path=str(artifacts / "08-variations-grid.png"), full_page=True)
+
+    tile(page, 12).click()
+    expect(page.locator("#vq-picked-info")).to_contain_text("12")
+    page.fill("#vq-seed input", "999")
+    page.click("#vq-use-seed")
+    expect(page.locator("#vq-seed input")).to_have_value("12")
+    expect(page.locator("#vq-variations input")).to_have_value("1")
+    expect(page.locator("#vq-notice")).to_contain_text("Settings of job")
+
+    page.fill("#vq-colors input", "70")
+    page.click("#vq-export-svg")
+    expect(page.locator("#vq-export-note")).to_contain_text("between 2 and 64", timeout=JOB_DONE)
+    page.fill("#vq-colors input", "4")
+    page.click("#vq-export-svg")
+    svg = ET.parse(download_export(page, ".svg")).getroot()
+    assert svg.findall(".//{http://www.w3.org/2000/svg}path")
+    assert "a large blue circle" in svg.find("{http://www.w3.org/2000/svg}metadata").text
+
+    page.locator("#vq-tolerance input[type=number]").fill("0.5")
+    page.locator("#vq-tolerance input[type=number]").press("Tab")
+    page.click("#vq-export-transparent")
+    with Image.open(download_export(page, "-transparent.png")) as image:
+        alpha = np.asarray(image.getchannel("A"))
+    border = np.concatenate([alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1]])
+    assert image.mode == "RGBA" and (border == 0).mean() > 0.5
+    page.screenshot(path=str(artifacts / "09-exports.png"), full_page=True)
+
+    page.click("#vq-vary")
+    expect(page.locator("#vq-notice")).to_contain_text("Ready to vary job", timeout=JOB_DONE)
+    expect(page.locator("#vq-notice")).to_contain_text("seed 12")
+    expect(page.locator("#vq-seed input")).to_have_value("12")
