@@ -10,8 +10,10 @@ from generator.errors import ConfigError
 
 MAX_IMAGES = 64  # images one request may make
 # "Vary this one": restart from the chosen image with the same seed and settings. An MSE pull of this weight
-# towards its latent keeps the composition while the cutouts keep refining it (a small change, not a new one).
-VARY_INIT_WEIGHT = 1.0
+# towards its latent keeps the composition while the cutouts keep refining it. Measured on the shapes demo
+# (64x64, 50 steps, one prompt): mean pixel change 9/255 from the original at 3.0, against 12 at 1.0, 5 at
+# 10.0 (barely a change) and 22 for a new seed.
+VARY_INIT_WEIGHT = 3.0
 
 
 def variation_seeds(seed: int, count: int, at_random: bool = False) -> list[int]:
