@@ -53,7 +53,8 @@ def free_memory(device: torch.device) -> int | None:
     """Free bytes on `device`: CUDA's free memory, or the RAM Linux reports available; None if unknown."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return free
+        # Memory PyTorch's allocator keeps cached from earlier steps and jobs is free to this process too.
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     try:
         with open("/proc/meminfo") as f:
             for line in f:
