@@ -270,8 +270,8 @@ def register(sub) -> None:
     p.add_argument("--concurrency", type=int, default=1,
                    help="jobs at once, as threads sharing one copy of the models (default: 1)")
     p.add_argument("--batch", type=int, default=1, metavar="N",
-                   help="run up to N compatible jobs (same models, size, cutouts) as one batch per slot; "
-                        "pays on a GPU, not on a CPU (default: 1)")
+                   help="run up to N compatible jobs (same models, size, cutouts) as one batch per slot: more "
+                        "jobs/hour for N times the step memory (default: 1)")
     p.add_argument("--lease", type=float, default=60.0, metavar="SECONDS",
                    help="a job whose worker died runs again after this (default: 60)")
     p.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",

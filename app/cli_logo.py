@@ -20,8 +20,8 @@ def add_variation_options(p: argparse.ArgumentParser) -> None:
                    help="several prompts, separated by | or one per line of a file: one contact-sheet row each "
                         "(default: the prompt argument)")
     p.add_argument("--batch", type=int, metavar="N", default=1,
-                   help="make up to N of these images at once as one batch: same results, faster where one "
-                        "image leaves the device idle (a GPU; see README) (default: 1)")
+                   help="make up to N of these images at once as one batch: same results, more images/hour "
+                        "for N times the step memory (default: 1)")
 
 
 def parse_seeds(spec: str) -> list[int]:
