@@ -74,12 +74,13 @@ class BatchRun:
     def fill(self) -> None:
         """Claim the next queued jobs while there is room and they fit (at most every `poll` seconds)."""
         worker = self.worker
-        if len(self.members) >= worker.batch or worker.stopping.is_set():
+        if len(self.members) >= worker.batch or worker.stopping.is_set() or not self.batch.has_room():
             return
         if time.monotonic() - self.last_claim < worker.poll:
             return
         self.last_claim = time.monotonic()
-        while len(self.members) < worker.batch and not worker.stopping.is_set() and worker.take_ticket():
+        while (len(self.members) < worker.batch and not worker.stopping.is_set() and self.batch.has_room()
+               and worker.take_ticket()):
             try:
                 job = worker.store.claim(self.who, worker.lease, match=self.fits)
             except Exception as exc:  # the store is unreachable beyond its retries; the batch goes on

@@ -165,7 +165,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         prompt = parse_prompt_set(args.prompt_set)[0]
     config = config_from_args(args, prompt)
     out = check_out_dir(args.out)
-    if args.variations is not None or args.seeds or args.prompt_set or args.batch != 1:
+    if args.variations is not None or args.seeds or args.prompt_set or args.batch is not None:
         prompts, seeds = plan(args, config)  # checks the options before anything runs
         if len(prompts) * len(seeds) > 1:
             return run_sheet(args, config, out, prompts, seeds)

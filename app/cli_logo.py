@@ -19,9 +19,20 @@ def add_variation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt-set", metavar="'A | B'|FILE", default=None,
                    help="several prompts, separated by | or one per line of a file: one contact-sheet row each "
                         "(default: the prompt argument)")
-    p.add_argument("--batch", type=int, metavar="N", default=1,
+    p.add_argument("--batch", type=int, metavar="N", default=None,
                    help="make up to N of these images at once as one batch: same results, more images/hour "
-                        "for N times the step memory (default: 1)")
+                        "for N times the step memory (default: as many as the device's free memory holds, by "
+                        "the estimate that refuses jobs too big for it)")
+
+
+def auto_batch(config, models) -> int:
+    """Images of `config` that fit in one batch on the models' device (see generator.batch.batch_capacity)."""
+    from generator.batch import batch_capacity
+    from generator.precision import resolve_precision
+
+    device = models.device
+    return batch_capacity(config, models.vqgan(config.vqgan), models.clips(config.clip), device,
+                          resolve_precision(config.precision, device))
 
 
 def parse_seeds(spec: str) -> list[int]:
@@ -62,7 +73,7 @@ def plan(args: argparse.Namespace, config) -> tuple[list[str], list[int]]:
     """(prompts, seeds) to make: every prompt at every seed."""
     from generator.errors import ConfigError
 
-    if args.batch < 1:
+    if args.batch is not None and args.batch < 1:
         raise ConfigError(f"--batch must be at least 1, got {args.batch}")
     if args.variations is not None and args.seeds:
         raise ConfigError("give --variations or --seeds, not both")
@@ -86,8 +97,9 @@ def run_sheet(args: argparse.Namespace, base, out: Path, prompts: list[str], see
     configs = [[base.replace(prompts=p, seed=s) for s in seeds] for p in prompts]  # validates every prompt first
     models = ModelCache(args.device)
     flat, paths = [config for row in configs for config in row], []
-    for start in range(0, len(flat), args.batch):  # each group runs as one batch of the engine
-        group = flat[start:start + args.batch]
+    size = args.batch or auto_batch(flat[0], models)
+    for start in range(0, len(flat), size):  # each group runs as one batch of the engine
+        group = flat[start:start + size]
         if len(group) == 1:
             made = [run_one(group[0], out, models, args.device,
                             label=f"[{start + 1}/{len(flat)}] seed {group[0].seed}")]

@@ -21,7 +21,7 @@ from typing import Iterable
 
 import torch
 
-from . import acceleration
+from . import acceleration, memory
 from .clip import parse_clip_specs
 from .config import GenerationConfig
 from .engine import Generation, StepRecord
@@ -67,7 +67,20 @@ class GenerationBatch:
             why = incompatibility(self.members[0], gen)
             if why:
                 raise ConfigError(f"cannot batch these generations: {why}")
+            if not self.has_room():
+                need = memory.estimate_memory(gen.config, gen.vqgan, gen.clips, gen.precision)
+                raise ConfigError(
+                    f"a batch of {len(self) + 1} needs about {(len(self) + 1) * need / memory.GIB:.1f} GiB; the "
+                    f"device has {memory.free_memory(gen.device) / memory.GIB:.1f} GiB free")
         self.members.append(gen)
+
+    def has_room(self) -> bool:
+        """Whether one more member's step fits in the device's free memory (between steps, when only the
+        models and latents are held): every member's step needs the same estimated memory."""
+        if not self.members:
+            return True
+        first = self.members[0]
+        return len(self) + 1 <= batch_capacity(first.config, first.vqgan, first.clips, first.device, first.precision)
 
     def remove(self, gen: Generation) -> None:
         """Leave the batch (between steps); the others go on as before."""
@@ -125,6 +138,16 @@ class GenerationBatch:
         """Step until every member has finished or been cancelled."""
         while self.step():
             pass
+
+
+def batch_capacity(config: GenerationConfig, vqgan, clips, device: torch.device, precision: str) -> int:
+    """How many steps of `config` fit side by side in the device's free memory (the estimate that refuses
+    single jobs too big for the device); at least 1, and unlimited (a large number) when the free memory
+    cannot be read."""
+    free, need = memory.free_memory(device), memory.estimate_memory(config, vqgan, clips, precision)
+    if free is None or need <= 0:
+        return 1 << 16
+    return max(1, int(free // need))
 
 
 def incompatibility(a: Generation, b: Generation) -> str:

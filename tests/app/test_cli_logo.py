@@ -29,16 +29,21 @@ def test_variations_make_captioned_sheet_matching_the_images(tmp_path):
 
 def test_variations_as_one_batch_make_the_images_they_make_one_at_a_time(tmp_path):
     args = ["research computing team logo", *TINY, "--steps", 3, "--seed", 4, "--variations", 3]
-    alone = vqclip("generate", *args, "--out", tmp_path / "alone")
+    alone = vqclip("generate", *args, "--batch", 1, "--out", tmp_path / "alone")
     batched = vqclip("generate", *args, "--batch", 2, "--out", tmp_path / "batched")  # a batch of 2, then 1
-    assert alone.returncode == 0 and batched.returncode == 0, alone.stderr + batched.stderr
+    auto = vqclip("generate", *args, "--out", tmp_path / "auto")  # the default: all that fit in memory
+    for run in (alone, batched, auto):
+        assert run.returncode == 0, run.stderr
     assert "[1-2/3] batch" in batched.stderr and "[3/3] seed 6" in batched.stderr
-    a, b = ([line for line in r.stdout.splitlines() if line] for r in (alone, batched))
-    assert [p.rsplit("/", 1)[-1] for p in a] == [p.rsplit("/", 1)[-1] for p in b]  # same names, same sheet
-    for x, y in zip(a[:3], b[:3]):
-        assert read_png_config(x) == read_png_config(y)
-        diff = np.abs(np.asarray(Image.open(x)).astype(int) - np.asarray(Image.open(y)).astype(int))
-        assert diff.max() <= 2  # rounding of a batched decode; see tests/generator/test_batch.py
+    assert "[1-3/3] batch" in auto.stderr and "[1/3] seed 4" in alone.stderr
+    a, b, c = ([line for line in r.stdout.splitlines() if line] for r in (alone, batched, auto))
+    assert [p.rsplit("/", 1)[-1] for p in a] == [p.rsplit("/", 1)[-1] for p in b] == [
+        p.rsplit("/", 1)[-1] for p in c]  # same names, same sheet
+    for x, y, z in zip(a[:3], b[:3], c[:3]):
+        assert read_png_config(x) == read_png_config(y) == read_png_config(z)
+        for other in (y, z):
+            diff = np.abs(np.asarray(Image.open(x)).astype(int) - np.asarray(Image.open(other)).astype(int))
+            assert diff.max() <= 2  # rounding of a batched decode; see tests/generator/test_batch.py
 
 
 def test_same_seeds_same_images_and_prompt_rows(tmp_path):

@@ -118,3 +118,18 @@ def test_incompatible_members_are_refused_with_a_clear_error(models):
     with pytest.raises(ConfigError, match="already in the batch"):
         batch.add(gen)
     assert batch.members == [gen]
+
+
+def test_a_batch_takes_only_the_members_that_fit_in_free_memory(models, monkeypatch):
+    from generator import memory
+    from generator.batch import GenerationBatch, batch_capacity
+
+    gens = [Generation(tiny_config(steps=2, seed=seed), device="cpu", models=models) for seed in (1, 2, 3)]
+    need = memory.estimate_memory(gens[0].config, gens[0].vqgan, gens[0].clips, gens[0].precision)
+    monkeypatch.setattr(memory, "free_memory", lambda device: int(need * 2.5))  # a device for two steps
+    assert batch_capacity(gens[0].config, gens[0].vqgan, gens[0].clips, gens[0].device, gens[0].precision) == 2
+    batch = GenerationBatch(gens[:2])
+    assert not batch.has_room()
+    with pytest.raises(ConfigError, match=r"a batch of 3 needs about .* GiB; the device has .* GiB free"):
+        batch.add(gens[2])
+    assert len(batch) == 2
