@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from generator.clip import build_clip
 from generator.vit import _block
 
-from .world import COLOURS, PALETTE, POSITIONS, SHAPES, SIZES, World, full_caption, muted_background, to_tensor
+from .world import (COLOURS, HELD_OUT, PALETTE, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, World, full_caption,
+                    muted_background, to_tensor)
 
 NEGATIVE_KINDS = ("shuffle", "confetti", "vqgan")
 
@@ -93,17 +94,26 @@ def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, tokens: torch.Tensor,
     return (t2i + i2t) / 2
 
 
-def altered_captions(scenes, rng: random.Random, attributes=("position", "shape", "colour")) -> list[str]:
-    """For each scene, its full caption with one attribute of its first thing changed: in a random batch
-    colour alone tells most captions apart, so without these, shape and position are barely learned."""
+def altered_captions(world: World, start: int, scenes, rng: random.Random) -> list[str]:
+    """For each scene (scenes start, start+1, ... of `world`), three captions in its own template with one
+    attribute of its first thing changed: position (shape when the caption leaves position out), shape,
+    colour. In a random batch colour alone tells most captions apart, so without these, shape and
+    position are barely learnt. In the train split no changed caption names a held-out colour/shape pair:
+    those must never be seen, not even as negatives."""
     values = {"colour": COLOURS, "shape": SHAPES, "position": tuple(POSITIONS)}
     out = []
-    for s in scenes:
+    for i, s in enumerate(scenes, start):
         first, rest = s.things[0], list(s.things[1:])
-        for attribute in attributes:
+        mentioned = POSITION_PHRASES[first.position] in s.caption
+        for attribute in ("position" if mentioned else "shape", "shape", "colour"):
             taken = {getattr(t, attribute) for t in rest} if attribute == "position" else set()
             options = [v for v in values[attribute] if v != getattr(first, attribute) and v not in taken]
-            out.append(full_caption([dataclasses.replace(first, **{attribute: rng.choice(options)})] + rest))
+            if world.split == "train" and attribute != "position":
+                options = [v for v in options
+                           if (dataclasses.replace(first, **{attribute: v}).colour,
+                               dataclasses.replace(first, **{attribute: v}).shape) not in HELD_OUT]
+            altered = dataclasses.replace(first, **{attribute: rng.choice(options)})
+            out.append(world.recaption(i, [altered] + rest))
     return out
 
 
@@ -129,7 +139,7 @@ def tokenize(tokenizer, texts: list[str]) -> torch.Tensor:
 
 def render_cache(n: int, seed: int, tokenizer, vqgan: str | None, pool: int = 2048) -> dict:
     """n training scenes of World("train", seed) as uint8 [n, 64, 64, 3], their tokenized captions [n, L]
-    and hard text negatives [n, 3, L] (position, shape, colour of the first thing changed), and pools of
+    and hard text negatives [n, 3, L] (`altered_captions`), and pools of
     negative images."""
     world, rng = World("train", seed=seed), random.Random(seed)
     images, captions, hard = np.empty((n, 64, 64, 3), np.uint8), [], []
@@ -137,7 +147,7 @@ def render_cache(n: int, seed: int, tokenizer, vqgan: str | None, pool: int = 20
         batch, scenes = world.batch(start, min(1000, n - start))
         images[start:start + len(batch)] = batch
         captions += [s.caption for s in scenes]
-        hard += altered_captions(scenes, rng)
+        hard += altered_captions(world, start, scenes, rng)
     cache = {"images": torch.from_numpy(images), "tokens": tokenize(tokenizer, captions),
              "hard": tokenize(tokenizer, hard).view(n, 3, -1), "confetti": torch.from_numpy(confetti(pool, rng))}
     if vqgan:
@@ -148,7 +158,7 @@ def render_cache(n: int, seed: int, tokenizer, vqgan: str | None, pool: int = 20
 
 
 def load_cache(directory: Path, n: int, seed: int, tokenizer, vqgan: str | None) -> dict:
-    path = directory / f"shapes_train_seed{seed}_{n}{'_vqgan' if vqgan else ''}.pt"
+    path = directory / f"shapes_train_v2_seed{seed}_{n}{'_vqgan' if vqgan else ''}.pt"
     if path.is_file():
         return torch.load(path)
     start = time.time()
