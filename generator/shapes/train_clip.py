@@ -94,6 +94,15 @@ def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, tokens: torch.Tensor,
     return (t2i + i2t) / 2
 
 
+def hard_negative_loss(img: torch.Tensor, txt: torch.Tensor, n_pos: int, scale) -> torch.Tensor:
+    """Each scene's image against its own caption and only its altered captions (txt[n_pos:], k per
+    scene in order): the fine distinctions (shape, position) that a random batch rarely asks for."""
+    img, txt = F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
+    candidates = torch.cat([txt[:n_pos, None], txt[n_pos:].view(n_pos, -1, txt.shape[-1])], 1)  # [n, 1+k, d]
+    logits = scale * (candidates @ img[:, :, None]).squeeze(-1)
+    return F.cross_entropy(logits, torch.zeros(n_pos, dtype=torch.long))
+
+
 def altered_captions(world: World, start: int, scenes, rng: random.Random) -> list[str]:
     """For each scene (scenes start, start+1, ... of `world`), three captions in its own template with one
     attribute of its first thing changed: position (shape when the caption leaves position out), shape,
@@ -170,7 +179,7 @@ def load_cache(directory: Path, n: int, seed: int, tokenizer, vqgan: str | None)
 
 
 def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: list[str], seed: int,
-          lr: float, text_negatives: int, eval_every: float, out: Path, arch: str):
+          lr: float, text_negatives: int, eval_every: float, out: Path, arch: str, hard_weight: float = 0.0):
     torch.manual_seed(seed)
     gen, rng = torch.Generator().manual_seed(seed), random.Random(seed)
     model = clip.model.train().requires_grad_(True)
@@ -200,7 +209,10 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
         txt_tokens = torch.cat([tokens[idx], hard[idx[:, None], pick].flatten(0, 1)])
         img_emb = clip.encode_image(torch.cat(parts))
         txt_emb = encode_text(model, txt_tokens)
-        loss = contrastive_loss(img_emb, txt_emb, txt_tokens, batch, model.logit_scale.exp().clamp(max=100))
+        scale = model.logit_scale.exp().clamp(max=100)
+        loss = contrastive_loss(img_emb, txt_emb, txt_tokens, batch, scale)
+        if hard_weight and text_negatives:
+            loss = loss + hard_weight * hard_negative_loss(img_emb[:batch], txt_emb, batch, scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -283,6 +295,8 @@ def main() -> None:
     parser.add_argument("--n-neg", type=int, default=16, help="negative images per step")
     parser.add_argument("--text-negatives", type=int, default=1, choices=(0, 1, 2, 3),
                         help="captions with one attribute changed, per scene and step")
+    parser.add_argument("--hard-weight", type=float, default=1.0,
+                        help="weight of the loss of each image against its own altered captions only")
     parser.add_argument("--vqgan", default="shapes", help="VQGAN (name or checkpoint) for the 'vqgan' negatives")
     parser.add_argument("--scenes", type=int, default=40000, help="training scenes in the cache")
     parser.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
@@ -306,7 +320,7 @@ def main() -> None:
         cache = load_cache(args.cache_dir, args.scenes, args.data_seed, clip.tokenizer,
                            args.vqgan if "vqgan" in negatives else None)
         train(clip, cache, args.minutes, args.batch, args.n_neg, negatives, args.seed, args.lr,
-              args.text_negatives, args.eval_every, args.out, args.arch)
+              args.text_negatives, args.eval_every, args.out, args.arch, args.hard_weight)
         print("saved", save(clip, args.arch, args.out), flush=True)
     print("held-out:", evaluate(clip), flush=True)
 
