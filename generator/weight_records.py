@@ -99,7 +99,7 @@ RECORDS = (
              config=ConfigFile("shapes/vqgan_shapes.yaml", (),
                                "9cd7448d8324ad9a82256ff15c7d079fe0259b155658f826479fffbdc16da5c5", 649)),
     _bundled("shapes-clip", "clip", "shapes/clip_shapes.safetensors",
-             "5c0d9032528d38815ed88634d44b372668b07c93e0d2c8cae8ef0ac25a85b31b", 15_576_154,
+             "1554c6d3681533341aeb059b918ad2652c191303bb2e69cc81ff830273defd27", 15_576_154,
              SHAPES_DESCRIPTION + " (`--clip shapes`)", arch="vqclip-shapes"),
     _bundled("shapes-judge", "clip", "shapes/clip_shapes_judge.safetensors",
              "1042c26adcd1043d7e3127d227d8c385235eb93dd06e8385c1d475c91ea151b3", 10_706_210,
