@@ -1,7 +1,10 @@
 """Train a small CLIP on the shapes world, contrastively, with fragment images as hard negatives.
 
-    python -m generator.shapes.train_clip --arch vqclip-shapes --minutes 40 --vqgan shapes --out runs/clip
-    python -m generator.shapes.train_clip --arch vqclip-shapes-judge --seed 1 --out runs/judge
+    python -m generator.shapes.train_clip --arch vqclip-shapes --minutes 28 --batch 64 --n-neg 8 \
+        --text-negatives 3 --hard-weight 1 --out runs/clip
+    python -m generator.shapes.train_clip --arch vqclip-shapes-judge --seed 1 ... --out runs/judge
+
+(the shipped models' exact commands: benchmarks/RESULTS.md, "Quality (shapes)").
 
 The training scenes are rendered once into a cache of uint8 tensors (--cache-dir; images, tokenized
 captions, tokenized hard text negatives, pools of negative images), so a step is only the model's
