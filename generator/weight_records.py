@@ -76,6 +76,7 @@ SHAPES_SOURCE = "vqclip: trained on generator/shapes/world.py by generator/shape
 # Settings chosen with benchmarks/quality.py (benchmarks/RESULTS.md, "Quality (shapes)"): preset
 # c16-noflip-lr03 placed the shape best, at a quarter of the defaults' cost. No flips: a flipped cutout
 # turns "on the left" into "on the right". 8 prompts x 1 seed: differences under ~25% are noise.
+# Re-measured with the retrained CLIP (14 prompts): lr 0.1 within one or two images of it; kept.
 SHAPES_RECOMMENDED = {
     "width": 64, "height": 64, "steps": 50, "cutn": 16, "cut_pow": 1.0, "lr": 0.03,
     "augmentations": ["Af", "Ji", "Gn", "Er"], "tv_weight": 0.0,
