@@ -100,7 +100,7 @@ RECORDS = (
              config=ConfigFile("shapes/vqgan_shapes.yaml", (),
                                "9cd7448d8324ad9a82256ff15c7d079fe0259b155658f826479fffbdc16da5c5", 649)),
     _bundled("shapes-clip", "clip", "shapes/clip_shapes.safetensors",
-             "1554c6d3681533341aeb059b918ad2652c191303bb2e69cc81ff830273defd27", 15_576_154,
+             "308b2b51a3b7945d746b0826bacecce52a49e442cf4792ac04893c7148476c90", 15_576_154,
              SHAPES_DESCRIPTION + " (`--clip shapes`)", arch="vqclip-shapes"),
     _bundled("shapes-judge", "clip", "shapes/clip_shapes_judge.safetensors",
              "7d8d2d2207a2dca96898a3111f2b73678fc05b859749604aa187fd2f17626e1d", 10_706_210,
