@@ -48,6 +48,7 @@ PRESETS = {
     "c16-noflip-lr03": {"cutn": 16, "augmentations": ["Af", "Ji", "Gn", "Er"], "lr": 0.03},
     "c16-flip": {"cutn": 16},
     "shapes": dict(SHAPES_RECOMMENDED),
+    "shapes-grey": {**SHAPES_RECOMMENDED, "init_image": "GREY"},
 }
 
 

@@ -45,8 +45,9 @@ def fast_image_encoder(visual: nn.Module) -> Callable[..., torch.Tensor] | None:
     return encode
 
 
-def _block(block: nn.Module, x: torch.Tensor, cls_only: bool) -> torch.Tensor:
-    """open_clip's ResidualAttentionBlock (pre-norm attention then MLP), batch-first."""
+def _block(block: nn.Module, x: torch.Tensor, cls_only: bool, causal: bool = False) -> torch.Tensor:
+    """open_clip's ResidualAttentionBlock (pre-norm attention then MLP), batch-first; `causal` masks
+    later tokens (the text tower)."""
     attn = block.attn
     n, length, width = x.shape
     heads = attn.num_heads
@@ -60,7 +61,7 @@ def _block(block: nn.Module, x: torch.Tensor, cls_only: bool) -> torch.Tensor:
     else:
         qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)
         q, k, v = qkv.view(n, length, 3, heads, -1).permute(2, 0, 3, 1, 4)
-    out = F.scaled_dot_product_attention(q, k, v)
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     out = out.transpose(1, 2).reshape(n, q.shape[2], width)
     x = x + attn.out_proj(out)
     return x + block.mlp(block.ln_2(x))

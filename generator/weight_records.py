@@ -102,7 +102,7 @@ RECORDS = (
              "5c0d9032528d38815ed88634d44b372668b07c93e0d2c8cae8ef0ac25a85b31b", 15_576_154,
              SHAPES_DESCRIPTION + " (`--clip shapes`)", arch="vqclip-shapes"),
     _bundled("shapes-judge", "clip", "shapes/clip_shapes_judge.safetensors",
-             "1042c26adcd1043d7e3127d227d8c385235eb93dd06e8385c1d475c91ea151b3", 10_706_210,
+             "7d8d2d2207a2dca96898a3111f2b73678fc05b859749604aa187fd2f17626e1d", 10_706_210,
              "Shapes demo judge CLIP (works offline): another architecture and seed, to score shapes images",
              arch="vqclip-shapes-judge"),
     WeightRecord(

@@ -1,14 +1,20 @@
 """Train a small CLIP on the shapes world, contrastively, with fragment images as hard negatives.
 
-    python -m generator.shapes.train_clip --arch vqclip-shapes --minutes 12 --out runs/clip
-    python -m generator.shapes.train_clip --arch vqclip-shapes-judge --seed 1 --negatives none --out runs/judge
+    python -m generator.shapes.train_clip --arch vqclip-shapes --minutes 28 --batch 64 --n-neg 8 \
+        --text-negatives 3 --hard-weight 1 --out runs/clip
+    python -m generator.shapes.train_clip --arch vqclip-shapes-judge --seed 1 ... --out runs/judge
 
-Captions with one attribute of the scene changed are extra text negatives. Positives are scenes with
-their captions, lightly shifted/rotated and noised (as the engine's cutouts
-are). Negatives are extra images that no caption matches, so every caption must rank its scene above
-them: `shuffle` (a scene cut into 8x8 tiles and shuffled: its colours, not its shapes), `confetti` (many
-small blobs) and, with --vqgan FILE, images decoded from random codes. Writes OUT/clip_<arch>.safetensors
-(fp16; token embeddings of words the world never uses are zeroed, so the file compresses well).
+(the shipped models' exact commands: benchmarks/RESULTS.md, "Quality (shapes)").
+
+The training scenes are rendered once into a cache of uint8 tensors (--cache-dir; images, tokenized
+captions, tokenized hard text negatives, pools of negative images), so a step is only the model's
+forward and backward. Positives are scenes with their captions, lightly shifted/rotated and noised (as
+the engine's cutouts are). Captions of the scene with one attribute of its first thing changed are extra
+text negatives. Negatives are extra images that no caption matches, so every caption must rank its scene
+above them: `shuffle` (a scene cut into tiles and shuffled: its colours, not its shapes), `confetti`
+(many small blobs) and, with --vqgan NAME|FILE, images decoded from random codes. Writes
+OUT/clip_<arch>.safetensors (fp16; token embeddings of words the world never uses are zeroed, so the
+file compresses well) at every evaluation, and prints the held-out figures of `evaluate`.
 """
 from __future__ import annotations
 
@@ -24,8 +30,10 @@ import torch
 import torch.nn.functional as F
 
 from generator.clip import build_clip
+from generator.vit import _block
 
-from .world import COLOURS, PALETTE, POSITIONS, SHAPES, SIZES, World, full_caption, muted_background, to_tensor
+from .world import (COLOURS, HELD_OUT, PALETTE, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, World, full_caption,
+                    muted_background, to_tensor)
 
 NEGATIVE_KINDS = ("shuffle", "confetti", "vqgan")
 
@@ -50,18 +58,17 @@ def tile_shuffle(x: torch.Tensor, gen: torch.Generator, tile: int = 8) -> torch.
     return tiles.permute(0, 1, 2, 4, 3, 5).reshape(n, c, h, w)
 
 
-def confetti(n: int, rng: random.Random) -> torch.Tensor:
-    """Muted backgrounds strewn with 6-25 small blobs of palette colours."""
+def confetti(n: int, rng: random.Random) -> np.ndarray:
+    """Muted backgrounds strewn with 6-25 small blobs of palette colours, uint8 [n, 64, 64, 3]."""
     out = np.empty((n, 64, 64, 3), np.uint8)
     colours = list(PALETTE.values())
     for i in range(n):
-        img = np.empty((64, 64, 3), np.uint8)
+        img = out[i]
         img[:] = muted_background(rng)
         for _ in range(rng.randint(6, 25)):
             x, y, r = rng.randrange(64), rng.randrange(64), rng.randint(1, 4)
             img[max(0, y - r):y + r, max(0, x - r):x + r] = rng.choice(colours)
-        out[i] = img
-    return to_tensor(out)
+    return out
 
 
 class RandomCodes:
@@ -79,76 +86,151 @@ class RandomCodes:
         return self.model.decode(book[idx].permute(0, 3, 1, 2)).add(1).div(2).clamp(0, 1)
 
 
-def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, n_pos: int, captions: list[str], scale) -> torch.Tensor:
-    """Symmetric InfoNCE; identical captions count as positives; images and captions past the first
-    n_pos are negatives only (fragment images; captions with one attribute changed)."""
+def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, tokens: torch.Tensor, n_pos: int, scale) -> torch.Tensor:
+    """Symmetric InfoNCE: image i < n_pos goes with caption i; images and captions past the first n_pos
+    are negatives only (fragment images; captions with one attribute changed); identical captions (same
+    tokens) count as positives."""
     logits = scale * F.normalize(txt, dim=-1) @ F.normalize(img, dim=-1).T  # [n_txt, n_img]
-    same = torch.tensor([[a == b for b in captions] for a in captions], dtype=torch.float32)
-    t2i = -(F.log_softmax(logits[:n_pos], 1)[:, :n_pos] * same / same.sum(1, keepdim=True)).sum(1).mean()
-    i2t = -(F.log_softmax(logits[:, :n_pos].T, 1)[:, :n_pos] * same / same.sum(1, keepdim=True)).sum(1).mean()
+    same = (tokens[None, :] == tokens[:n_pos, None]).all(-1).float()  # [n_pos, n_txt]
+    t2i = -(F.log_softmax(logits[:n_pos], 1)[:, :n_pos] * same[:, :n_pos] / same[:, :n_pos].sum(1, keepdim=True)).sum(1).mean()
+    i2t = -(F.log_softmax(logits[:, :n_pos].T, 1) * same / same.sum(1, keepdim=True)).sum(1).mean()
     return (t2i + i2t) / 2
 
 
-def altered_captions(scenes, rng: random.Random, attributes=("position", "shape", "colour")) -> list[str]:
-    """For each scene, its full caption with one attribute of its first thing changed: in a random batch
-    colour alone tells most captions apart, so without these, shape and position are barely learned."""
+def hard_negative_loss(img: torch.Tensor, txt: torch.Tensor, n_pos: int, scale) -> torch.Tensor:
+    """Each scene's image against its own caption and only its altered captions (txt[n_pos:], k per
+    scene in order): the fine distinctions (shape, position) that a random batch rarely asks for."""
+    img, txt = F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
+    candidates = torch.cat([txt[:n_pos, None], txt[n_pos:].view(n_pos, -1, txt.shape[-1])], 1)  # [n, 1+k, d]
+    logits = scale * (candidates @ img[:, :, None]).squeeze(-1)
+    return F.cross_entropy(logits, torch.zeros(n_pos, dtype=torch.long))
+
+
+def altered_captions(world: World, start: int, scenes, rng: random.Random) -> list[str]:
+    """For each scene (scenes start, start+1, ... of `world`), three captions in its own template with one
+    attribute of its first thing changed: position (shape when the caption leaves position out), shape,
+    colour. In a random batch colour alone tells most captions apart, so without these, shape and
+    position are barely learnt. In the train split no changed caption names a held-out colour/shape pair:
+    those must never be seen, not even as negatives."""
     values = {"colour": COLOURS, "shape": SHAPES, "position": tuple(POSITIONS)}
     out = []
-    for s in scenes:
+    for i, s in enumerate(scenes, start):
         first, rest = s.things[0], list(s.things[1:])
-        for attribute in attributes:
+        mentioned = POSITION_PHRASES[first.position] in s.caption
+        for attribute in ("position" if mentioned else "shape", "shape", "colour"):
             taken = {getattr(t, attribute) for t in rest} if attribute == "position" else set()
             options = [v for v in values[attribute] if v != getattr(first, attribute) and v not in taken]
-            out.append(full_caption([dataclasses.replace(first, **{attribute: rng.choice(options)})] + rest))
+            if world.split == "train" and attribute != "position":
+                options = [v for v in options
+                           if (dataclasses.replace(first, **{attribute: v}).colour,
+                               dataclasses.replace(first, **{attribute: v}).shape) not in HELD_OUT]
+            altered = dataclasses.replace(first, **{attribute: rng.choice(options)})
+            out.append(world.recaption(i, [altered] + rest))
     return out
 
 
-def train(arch: str, minutes: float, batch: int, n_neg: int, negatives: list[str], seed: int,
-          vqgan: str | None, init: str | None, lr: float, text_negatives: bool = True):
+def encode_text(model, tokens: torch.Tensor) -> torch.Tensor:
+    """open_clip's CLIP.encode_text, batch-first through generator.vit's block, on the tokens up to the
+    longest caption's end token only: with the causal mask, padding after it changes nothing."""
+    length = int(tokens.argmax(1).max()) + 1  # the end token has the highest id
+    tokens = tokens[:, :length]
+    x = model.token_embedding(tokens) + model.positional_embedding[:length]
+    for block in model.transformer.resblocks:
+        x = _block(block, x, cls_only=False, causal=True)
+    x = model.ln_final(x)
+    return x[torch.arange(len(x)), tokens.argmax(1)] @ model.text_projection
+
+
+def tokenize(tokenizer, texts: list[str]) -> torch.Tensor:
+    """Tokenize each distinct text once."""
+    unique = sorted(set(texts))
+    table = tokenizer(unique)
+    index = {t: i for i, t in enumerate(unique)}
+    return table[[index[t] for t in texts]]
+
+
+def render_cache(n: int, seed: int, tokenizer, vqgan: str | None, pool: int = 2048) -> dict:
+    """n training scenes of World("train", seed) as uint8 [n, 64, 64, 3], their tokenized captions [n, L]
+    and hard text negatives [n, 3, L] (`altered_captions`), and pools of
+    negative images."""
+    world, rng = World("train", seed=seed), random.Random(seed)
+    images, captions, hard = np.empty((n, 64, 64, 3), np.uint8), [], []
+    for start in range(0, n, 1000):
+        batch, scenes = world.batch(start, min(1000, n - start))
+        images[start:start + len(batch)] = batch
+        captions += [s.caption for s in scenes]
+        hard += altered_captions(world, start, scenes, rng)
+    cache = {"images": torch.from_numpy(images), "tokens": tokenize(tokenizer, captions),
+             "hard": tokenize(tokenizer, hard).view(n, 3, -1), "confetti": torch.from_numpy(confetti(pool, rng))}
+    if vqgan:
+        codes, gen = RandomCodes(vqgan), torch.Generator().manual_seed(seed)
+        decoded = torch.cat([codes(64, gen) for _ in range(pool // 64)])
+        cache["vqgan"] = decoded.mul(255).round().byte().permute(0, 2, 3, 1).contiguous()
+    return cache
+
+
+def load_cache(directory: Path, n: int, seed: int, tokenizer, vqgan: str | None) -> dict:
+    path = directory / f"shapes_train_v2_seed{seed}_{n}{'_vqgan' if vqgan else ''}.pt"
+    if path.is_file():
+        return torch.load(path)
+    start = time.time()
+    cache = render_cache(n, seed, tokenizer, vqgan)
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(cache, path)
+    print(f"rendered {n} scenes into {path} in {time.time() - start:.0f}s", flush=True)
+    return cache
+
+
+def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: list[str], seed: int,
+          lr: float, text_negatives: int, eval_every: float, out: Path, arch: str, hard_weight: float = 0.0):
     torch.manual_seed(seed)
     gen, rng = torch.Generator().manual_seed(seed), random.Random(seed)
-    state = None
-    if init:
-        from generator.checkpoint import read_state_dict
-
-        state = {k: v.float() for k, v in read_state_dict(init).items()}
-    clip = build_clip(arch, state, seed=seed)
     model = clip.model.train().requires_grad_(True)
-    random_codes = RandomCodes(vqgan) if "vqgan" in negatives else None
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
-    world = World("train", seed=seed)
-    start, step, index, budget = time.time(), 0, 0, minutes * 60
+    images, tokens, hard = cache["images"], cache["tokens"], cache["hard"]
+    kinds = [k for k in negatives if k != "none"]
+    order, pos = torch.randperm(len(images), generator=gen), 0
+    start, step, budget, next_eval = time.time(), 0, minutes * 60, eval_every * 60
     while (elapsed := time.time() - start) < budget:
         warm = min(1.0, (step + 1) / 30)
         for group in opt.param_groups:
             group["lr"] = lr * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * elapsed / budget)))
-        images, scenes = world.batch(index, batch)
-        index += batch
-        x = to_tensor(images)
+        if pos + batch > len(order):
+            order, pos = torch.randperm(len(images), generator=gen), 0
+        idx = order[pos:pos + batch]
+        pos += batch
+        x = to_tensor(images[idx].numpy())
         parts = [jitter(x, gen)]
-        kinds = [k for k in negatives if k != "none"]
         for j, kind in enumerate(kinds):
             k = n_neg // len(kinds) + (j < n_neg % len(kinds))
             if kind == "shuffle":
                 parts.append(tile_shuffle(x[:k], gen, rng.choice([4, 8, 16])))
-            elif kind == "confetti":
-                parts.append(confetti(k, rng))
-            elif kind == "vqgan":
-                parts.append(random_codes(k, gen))
-        img = torch.cat(parts)
-        captions = [s.caption for s in scenes]
-        img_emb = model.encode_image((img - clip.mean) / clip.std)
-        hard = altered_captions(scenes, rng) if text_negatives else []
-        txt_emb = model.encode_text(clip.tokenizer(captions + hard))
-        loss = contrastive_loss(img_emb, txt_emb, len(captions), captions, model.logit_scale.exp().clamp(max=100))
+            else:
+                parts.append(to_tensor(cache[kind][torch.randint(len(cache[kind]), (k,), generator=gen)].numpy()))
+        # text negatives: `text_negatives` of the three altered captions of each scene, at random
+        pick = torch.rand(batch, 3, generator=gen).argsort(1)[:, :text_negatives]
+        txt_tokens = torch.cat([tokens[idx], hard[idx[:, None], pick].flatten(0, 1)])
+        img_emb = clip.encode_image(torch.cat(parts))
+        txt_emb = encode_text(model, txt_tokens)
+        scale = model.logit_scale.exp().clamp(max=100)
+        loss = contrastive_loss(img_emb, txt_emb, txt_tokens, batch, scale)
+        if hard_weight and text_negatives:
+            loss = loss + hard_weight * hard_negative_loss(img_emb[:batch], txt_emb, batch, scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
         if step % 20 == 0:
-            print(f"step {step} {elapsed:.0f}s loss {loss.item():.3f} scale {model.logit_scale.exp().item():.1f}", flush=True)
-    print(f"trained {step} steps of {batch}+{n_neg} in {time.time() - start:.0f}s", flush=True)
+            print(f"step {step} {elapsed:.0f}s {step / elapsed:.2f} steps/s loss {loss.item():.3f} "
+                  f"scale {model.logit_scale.exp().item():.1f}", flush=True)
+        if eval_every and time.time() - start > next_eval:
+            next_eval += eval_every * 60
+            save(clip, arch, out)
+            print(f"step {step} {time.time() - start:.0f}s held-out:", evaluate(clip, 200), flush=True)
+            model.train()
+    print(f"trained {step} steps of {batch}+{n_neg} images, {batch}x{1 + text_negatives} captions "
+          f"in {time.time() - start:.0f}s", flush=True)
     return clip
 
 
@@ -164,7 +246,7 @@ def evaluate(clip, n: int = 300) -> dict:
     """Held-out caption retrieval top-1 (among the unique captions of n held-out scenes), per-attribute
     top-1 among captions differing in that attribute only (one-shape scenes), and how often a caption
     prefers its scene to the same scene tile-shuffled."""
-    model = clip.model.eval()
+    clip.model.eval()
     images, scenes = World("heldout", seed=0, two_shape_fraction=0.0).batch(0, n)
     x = to_tensor(images)
     img = F.normalize(clip.encode_image(x), dim=-1)
@@ -174,10 +256,11 @@ def evaluate(clip, n: int = 300) -> dict:
     retrieval = np.mean([captions[i] == s.full_caption for i, s in zip(top.tolist(), scenes)])
     result = {"retrieval_top1": float(retrieval), "n_captions": len(captions)}
     for attribute in ("colour", "shape", "position", "size"):
-        hits = []
-        for e, s in zip(img, scenes):
-            t = F.normalize(clip.encode_text(variants(s.things[0], attribute)), dim=-1)
-            hits.append(int((t @ e).argmax()) == 0)
+        lists = [variants(s.things[0], attribute) for s in scenes]
+        unique = sorted({c for v in lists for c in v})
+        emb = F.normalize(clip.encode_text(unique), dim=-1)
+        rows = {c: i for i, c in enumerate(unique)}
+        hits = [int((emb[[rows[c] for c in v]] @ e).argmax()) == 0 for e, v in zip(img, lists)]
         result[attribute] = float(np.mean(hits))
     shuffled = F.normalize(clip.encode_image(tile_shuffle(x, torch.Generator().manual_seed(0))), dim=-1)
     own = txt[[captions.index(s.full_caption) for s in scenes]]
@@ -208,28 +291,39 @@ def save(clip, arch: str, out: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="vqclip-shapes")
-    parser.add_argument("--minutes", type=float, default=12.0)
+    parser.add_argument("--minutes", type=float, default=40.0)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--negatives", default="shuffle,confetti", help=f"comma-separated of {NEGATIVE_KINDS}, or none")
-    parser.add_argument("--n-neg", type=int, default=16)
-    parser.add_argument("--vqgan", help="VQGAN checkpoint for the 'vqgan' negatives")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--negatives", default="shuffle,confetti,vqgan", help=f"comma-separated of {NEGATIVE_KINDS}, or none")
+    parser.add_argument("--n-neg", type=int, default=16, help="negative images per step")
+    parser.add_argument("--text-negatives", type=int, default=1, choices=(0, 1, 2, 3),
+                        help="captions with one attribute changed, per scene and step")
+    parser.add_argument("--hard-weight", type=float, default=1.0,
+                        help="weight of the loss of each image against its own altered captions only")
+    parser.add_argument("--vqgan", default="shapes", help="VQGAN (name or checkpoint) for the 'vqgan' negatives")
+    parser.add_argument("--scenes", type=int, default=40000, help="training scenes in the cache")
+    parser.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
+    parser.add_argument("--data-seed", type=int, default=0, help="the training world's seed")
     parser.add_argument("--init", help="fine-tune from this checkpoint")
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--no-text-negatives", action="store_true", help="no captions with one attribute changed")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-every", type=float, default=10.0, help="minutes between checkpoints + evaluations")
+    parser.add_argument("--seed", type=int, default=0, help="initial weights and batch order")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--eval-only", type=Path, help="measure this checkpoint of --arch")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.eval_only:
-        from generator.checkpoint import read_state_dict
+    from generator.checkpoint import read_state_dict
 
+    if args.eval_only:
         clip = build_clip(args.arch, read_state_dict(args.eval_only))
     else:
-        clip = train(args.arch, args.minutes, args.batch, args.n_neg, args.negatives.split(","), args.seed,
-                     args.vqgan, args.init, args.lr,
-                     not args.no_text_negatives)
+        state = {k: v.float() for k, v in read_state_dict(args.init).items()} if args.init else None
+        clip = build_clip(args.arch, state, seed=args.seed)
+        negatives = args.negatives.split(",")
+        cache = load_cache(args.cache_dir, args.scenes, args.data_seed, clip.tokenizer,
+                           args.vqgan if "vqgan" in negatives else None)
+        train(clip, cache, args.minutes, args.batch, args.n_neg, negatives, args.seed, args.lr,
+              args.text_negatives, args.eval_every, args.out, args.arch, args.hard_weight)
         print("saved", save(clip, args.arch, args.out), flush=True)
     print("held-out:", evaluate(clip), flush=True)
 

@@ -162,6 +162,13 @@ class World:
         caption = caption_for(things, rng)
         return Scene(things, background, caption, render(things, background, rng))
 
+    def recaption(self, index: int, things) -> str:
+        """The caption scene `index` would have if it held `things`: the same template and wording."""
+        rng = random.Random(f"{self.split}:{self.seed}:{index}")
+        self.things(rng)
+        muted_background(rng)
+        return caption_for(things, rng)
+
     def batch(self, start: int, n: int) -> tuple[np.ndarray, list[Scene]]:
         """Scenes start..start+n-1 as a uint8 [n, 64, 64, 3] array and their records."""
         scenes = [self.scene(i) for i in range(start, start + n)]

@@ -1,0 +1,41 @@
+"""The CLIP trainer's shortcuts compute what open_clip computes."""
+import random
+
+import torch
+
+from generator.clip import build_clip
+from generator.shapes.train_clip import altered_captions, contrastive_loss, encode_text, tokenize
+from generator.shapes.world import HELD_OUT, World
+
+
+def test_text_encoder_on_truncated_tokens_matches_open_clip():
+    clip = build_clip("vqclip-shapes-judge", None, seed=3)
+    world = World("train")
+    _, scenes = world.batch(0, 8)
+    tokens = tokenize(clip.tokenizer, [s.caption for s in scenes] + altered_captions(world, 0, scenes, random.Random(0)))
+    assert tokens.shape == (32, 32)
+    with torch.no_grad():
+        assert torch.allclose(encode_text(clip.model, tokens), clip.model.encode_text(tokens), atol=1e-5)
+
+
+def test_identical_captions_share_the_positive_and_extra_captions_are_negatives():
+    img = torch.eye(4)[:3]  # three images; caption 3 is a text negative
+    txt = torch.eye(4)
+    tokens = torch.tensor([[1, 2], [1, 2], [3, 4], [5, 6]])  # captions 0 and 1 are the same
+    perfect = contrastive_loss(img, txt, tokens, 3, 100.0)
+    swapped = contrastive_loss(img, txt[[3, 1, 2, 0]], tokens, 3, 100.0)
+    assert perfect < swapped
+
+
+def test_altered_captions_keep_the_template_change_one_attribute_and_never_name_a_held_out_pair():
+    world = World("train")
+    _, scenes = world.batch(100, 40)
+    altered = altered_captions(world, 100, scenes, random.Random(0))
+    assert world.recaption(105, scenes[5].things) == scenes[5].caption
+    for s, changed in zip(scenes, [altered[i:i + 3] for i in range(0, len(altered), 3)]):
+        for text in changed:
+            assert text != s.caption and len(text.split()) == len(s.caption.split())
+            assert [w in text for w in ('picture', 'background')] == [w in s.caption for w in ('picture', 'background')]
+            words = text.split()
+            pairs = {(a, b) for a, b in zip(words, words[1:])}
+            assert not pairs & set(HELD_OUT), text
