@@ -1,5 +1,6 @@
 """Run the real `vqclip` command line in a subprocess."""
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,15 @@ def vqclip(*args, timeout=300, env=None, **kwargs) -> subprocess.CompletedProces
                           timeout=timeout, env=full_env, cwd=kwargs.pop("cwd", ROOT), **kwargs)
 
 
+def _interruptible() -> None:
+    """In the child before exec: SIGINT back to its default, so Python turns it into KeyboardInterrupt as in
+    a terminal. A test run started in the background of a shell inherits SIGINT ignored, and Python leaves
+    an ignored SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def popen(*args, env=None, **kwargs) -> subprocess.Popen:
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "app.cli", *map(str, args)], env=full_env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_interruptible, **kwargs)
