@@ -35,7 +35,7 @@ from generator.vit import _block
 from .world import (COLOURS, HELD_OUT, PALETTE, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, World, full_caption,
                     muted_background, to_tensor)
 
-NEGATIVE_KINDS = ("shuffle", "confetti", "vqgan")
+NEGATIVE_KINDS = ("shuffle", "confetti", "vqgan", "blobs")
 
 
 def jitter(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -68,6 +68,31 @@ def confetti(n: int, rng: random.Random) -> np.ndarray:
         for _ in range(rng.randint(6, 25)):
             x, y, r = rng.randrange(64), rng.randrange(64), rng.randint(1, 4)
             img[max(0, y - r):y + r, max(0, x - r):x + r] = rng.choice(colours)
+    return out
+
+
+def blobs(n: int, rng: random.Random, backgrounds: np.ndarray | None = None) -> np.ndarray:
+    """3-6 jagged blobs of one palette colour (unions of small ellipses and boxes), anywhere, the border
+    included, on a muted background or (half of them, given `backgrounds`) a random-code image: what the
+    loop draws when it fools its guide. uint8 [n, 64, 64, 3]."""
+    out = np.empty((n, 64, 64, 3), np.uint8)
+    yy, xx = np.mgrid[0:64, 0:64]
+    for i in range(n):
+        if backgrounds is not None and rng.random() < 0.5:
+            out[i] = backgrounds[rng.randrange(len(backgrounds))]
+        else:
+            out[i] = muted_background(rng)
+        mask = np.zeros((64, 64), bool)
+        for _ in range(rng.randint(3, 6)):
+            cx, cy = rng.uniform(0, 64), rng.uniform(0, 64)
+            for _ in range(rng.randint(2, 4)):
+                x, y = cx + rng.uniform(-6, 6), cy + rng.uniform(-6, 6)
+                rx, ry = rng.uniform(1.5, 7), rng.uniform(1.5, 7)
+                if rng.random() < 0.5:
+                    mask |= ((xx - x) / rx) ** 2 + ((yy - y) / ry) ** 2 <= 1
+                else:
+                    mask |= (abs(xx - x) <= rx) & (abs(yy - y) <= ry)
+        out[i][mask] = rng.choice(list(PALETTE.values()))
     return out
 
 
@@ -166,13 +191,23 @@ def render_cache(n: int, seed: int, tokenizer, vqgan: str | None, pool: int = 20
         codes, gen = RandomCodes(vqgan), torch.Generator().manual_seed(seed)
         decoded = torch.cat([codes(64, gen) for _ in range(pool // 64)])
         cache["vqgan"] = decoded.mul(255).round().byte().permute(0, 2, 3, 1).contiguous()
+    add_blobs(cache, seed, pool)
     return cache
+
+
+def add_blobs(cache: dict, seed: int, pool: int = 2048) -> None:
+    """The `blobs` pool (added to caches rendered before it existed)."""
+    if "blobs" not in cache:
+        backgrounds = cache["vqgan"].numpy() if "vqgan" in cache else None
+        cache["blobs"] = torch.from_numpy(blobs(pool, random.Random(seed + 1), backgrounds))
 
 
 def load_cache(directory: Path, n: int, seed: int, tokenizer, vqgan: str | None) -> dict:
     path = directory / f"shapes_train_v2_seed{seed}_{n}{'_vqgan' if vqgan else ''}.pt"
     if path.is_file():
-        return torch.load(path)
+        cache = torch.load(path)
+        add_blobs(cache, seed)
+        return cache
     start = time.time()
     cache = render_cache(n, seed, tokenizer, vqgan)
     directory.mkdir(parents=True, exist_ok=True)
@@ -294,7 +329,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=40.0)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--negatives", default="shuffle,confetti,vqgan", help=f"comma-separated of {NEGATIVE_KINDS}, or none")
+    parser.add_argument("--negatives", default="shuffle,confetti,vqgan,blobs", help=f"comma-separated of {NEGATIVE_KINDS}, or none")
     parser.add_argument("--n-neg", type=int, default=16, help="negative images per step")
     parser.add_argument("--text-negatives", type=int, default=1, choices=(0, 1, 2, 3),
                         help="captions with one attribute changed, per scene and step")
