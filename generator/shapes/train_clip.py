@@ -12,7 +12,8 @@ forward and backward. Positives are scenes with their captions, lightly shifted/
 the engine's cutouts are). Captions of the scene with one attribute of its first thing changed are extra
 text negatives. Negatives are extra images that no caption matches, so every caption must rank its scene
 above them: `shuffle` (a scene cut into tiles and shuffled: its colours, not its shapes), `confetti`
-(many small blobs) and, with --vqgan NAME|FILE, images decoded from random codes. Writes
+(many small blobs), `blobs` (a few jagged blobs of one colour: what the loop draws when it fools its
+guide) and, with --vqgan NAME|FILE, images decoded from random codes. Writes
 OUT/clip_<arch>.safetensors (fp16; token embeddings of words the world never uses are zeroed, so the
 file compresses well) at every evaluation, and prints the held-out figures of `evaluate`.
 """
@@ -74,25 +75,31 @@ def confetti(n: int, rng: random.Random) -> np.ndarray:
 def blobs(n: int, rng: random.Random, backgrounds: np.ndarray | None = None) -> np.ndarray:
     """3-6 jagged blobs of one palette colour (unions of small ellipses and boxes), anywhere, the border
     included, on a muted background or (half of them, given `backgrounds`) a random-code image: what the
-    loop draws when it fools its guide. uint8 [n, 64, 64, 3]."""
+    loop draws when it fools its guide. An image the checker reads as a scene of one or two things is
+    drawn again, so that no caption matches any of them. uint8 [n, 64, 64, 3]."""
+    from .checker import read_scene
+
     out = np.empty((n, 64, 64, 3), np.uint8)
     yy, xx = np.mgrid[0:64, 0:64]
     for i in range(n):
-        if backgrounds is not None and rng.random() < 0.5:
-            out[i] = backgrounds[rng.randrange(len(backgrounds))]
-        else:
-            out[i] = muted_background(rng)
-        mask = np.zeros((64, 64), bool)
-        for _ in range(rng.randint(3, 6)):
-            cx, cy = rng.uniform(0, 64), rng.uniform(0, 64)
-            for _ in range(rng.randint(2, 4)):
-                x, y = cx + rng.uniform(-6, 6), cy + rng.uniform(-6, 6)
-                rx, ry = rng.uniform(1.5, 7), rng.uniform(1.5, 7)
-                if rng.random() < 0.5:
-                    mask |= ((xx - x) / rx) ** 2 + ((yy - y) / ry) ** 2 <= 1
-                else:
-                    mask |= (abs(xx - x) <= rx) & (abs(yy - y) <= ry)
-        out[i][mask] = rng.choice(list(PALETTE.values()))
+        while True:
+            if backgrounds is not None and rng.random() < 0.5:
+                out[i] = backgrounds[rng.randrange(len(backgrounds))]
+            else:
+                out[i] = muted_background(rng)
+            mask = np.zeros((64, 64), bool)
+            for _ in range(rng.randint(3, 6)):
+                cx, cy = rng.uniform(0, 64), rng.uniform(0, 64)
+                for _ in range(rng.randint(2, 4)):
+                    x, y = cx + rng.uniform(-6, 6), cy + rng.uniform(-6, 6)
+                    rx, ry = rng.uniform(1.5, 7), rng.uniform(1.5, 7)
+                    if rng.random() < 0.5:
+                        mask |= ((xx - x) / rx) ** 2 + ((yy - y) / ry) ** 2 <= 1
+                    else:
+                        mask |= (abs(xx - x) <= rx) & (abs(yy - y) <= ry)
+            out[i][mask] = rng.choice(list(PALETTE.values()))
+            if len(read_scene(out[i])) > 2:
+                break
     return out
 
 
@@ -191,28 +198,27 @@ def render_cache(n: int, seed: int, tokenizer, vqgan: str | None, pool: int = 20
         codes, gen = RandomCodes(vqgan), torch.Generator().manual_seed(seed)
         decoded = torch.cat([codes(64, gen) for _ in range(pool // 64)])
         cache["vqgan"] = decoded.mul(255).round().byte().permute(0, 2, 3, 1).contiguous()
-    add_blobs(cache, seed, pool)
     return cache
 
 
 def add_blobs(cache: dict, seed: int, pool: int = 2048) -> None:
-    """The `blobs` pool (added to caches rendered before it existed)."""
-    if "blobs" not in cache:
-        backgrounds = cache["vqgan"].numpy() if "vqgan" in cache else None
-        cache["blobs"] = torch.from_numpy(blobs(pool, random.Random(seed + 1), backgrounds))
+    """The `blobs` pool: drawn at every start, not kept in the cache file."""
+    backgrounds = cache["vqgan"].numpy() if "vqgan" in cache else None
+    cache["blobs"] = torch.from_numpy(blobs(pool, random.Random(seed + 1), backgrounds))
 
 
 def load_cache(directory: Path, n: int, seed: int, tokenizer, vqgan: str | None) -> dict:
     path = directory / f"shapes_train_v2_seed{seed}_{n}{'_vqgan' if vqgan else ''}.pt"
     if path.is_file():
         cache = torch.load(path)
-        add_blobs(cache, seed)
-        return cache
-    start = time.time()
-    cache = render_cache(n, seed, tokenizer, vqgan)
-    directory.mkdir(parents=True, exist_ok=True)
-    torch.save(cache, path)
-    print(f"rendered {n} scenes into {path} in {time.time() - start:.0f}s", flush=True)
+    else:
+        start = time.time()
+        cache = render_cache(n, seed, tokenizer, vqgan)
+        directory.mkdir(parents=True, exist_ok=True)
+        torch.save(cache, path)
+        print(f"rendered {n} scenes into {path} in {time.time() - start:.0f}s", flush=True)
+    cache.pop("blobs", None)  # a cache file written by bb53aa4 holds an older draw of them
+    add_blobs(cache, seed)
     return cache
 
 

@@ -39,3 +39,21 @@ def test_altered_captions_keep_the_template_change_one_attribute_and_never_name_
             words = text.split()
             pairs = {(a, b) for a, b in zip(words, words[1:])}
             assert not pairs & set(HELD_OUT), text
+
+
+def test_blob_negatives_are_one_colour_and_no_scene_the_checker_would_caption():
+    """A negative image must match no caption: each is several jagged blobs of one palette colour, which
+    the checker (the grammar's own reader) does not read as a one- or two-shape scene."""
+    import numpy as np
+
+    from generator.shapes.checker import read_scene
+    from generator.shapes.train_clip import blobs
+    from generator.shapes.world import PALETTE
+
+    images = blobs(60, random.Random(0))
+    palette = np.array(list(PALETTE.values()))
+    for img in images:
+        pixels = img.reshape(-1, 3)
+        in_palette = (np.abs(pixels[:, None] - palette[None]).sum(-1) == 0).any(0)
+        assert in_palette.sum() == 1  # one colour; the muted background is never a palette colour
+        assert len(read_scene(img)) > 2
