@@ -84,6 +84,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="override every preset's steps")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--save", type=Path, help="write each image here as PRESET_PROMPTNO_SEED.png")
+    parser.add_argument("--vqgan", default=BASE["vqgan"], help="a candidate VQGAN checkpoint (YAML beside it)")
+    parser.add_argument("--clip", default=BASE["clip"], help="a candidate guiding CLIP, as ARCH=FILE")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     models = ModelCache("cpu")
@@ -91,12 +93,13 @@ def main() -> None:
     grey = Path(tempfile.mkdtemp()) / "grey.png"
     Image.new("RGB", (64, 64), (128, 128, 128)).save(grey)
     things = prompts(args.prompts)
-    print(f"{len(things)} prompts x {args.seeds} seeds, e.g. {things[0].phrase()!r}; torch threads {args.threads}")
+    print(f"{len(things)} prompts x {args.seeds} seeds, e.g. {things[0].phrase()!r}; torch threads {args.threads}; "
+          f"VQGAN {args.vqgan}, CLIP {args.clip}")
     print("| preset | steps | checker colour | shape | position | size | all | judge colour | shape | position "
           "| guide colour | shape | position | s/image |")
     print("|---" * 14 + "|")
     for name in args.presets.split(","):
-        settings = {**BASE, **PRESETS[name]}
+        settings = {**BASE, "vqgan": args.vqgan, "clip": args.clip, **PRESETS[name]}
         if settings.get("init_image") == "GREY":
             settings["init_image"] = str(grey)
         if args.steps:
