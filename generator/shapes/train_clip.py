@@ -13,7 +13,8 @@ the engine's cutouts are). Captions of the scene with one attribute of its first
 text negatives. Negatives are extra images that no caption matches, so every caption must rank its scene
 above them: `shuffle` (a scene cut into tiles and shuffled: its colours, not its shapes), `confetti`
 (many small blobs), `blobs` (a few jagged blobs of one colour: what the loop draws when it fools its
-guide) and, with --vqgan NAME|FILE, images decoded from random codes. Writes
+guide), with --vqgan NAME|FILE, images decoded from random codes, and with --loop-negatives FILE, images
+the loop drew and the checker rejected (`generator.shapes.loop_negatives`). Writes
 OUT/clip_<arch>.safetensors (fp16; token embeddings of words the world never uses are zeroed, so the
 file compresses well) at every evaluation, and prints the held-out figures of `evaluate`.
 """
@@ -36,7 +37,7 @@ from generator.vit import _block
 from .world import (COLOURS, HELD_OUT, PALETTE, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, World, full_caption,
                     muted_background, to_tensor)
 
-NEGATIVE_KINDS = ("shuffle", "confetti", "vqgan", "blobs")
+NEGATIVE_KINDS = ("shuffle", "confetti", "vqgan", "blobs", "loop")
 
 
 def jitter(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -346,6 +347,8 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
     parser.add_argument("--data-seed", type=int, default=0, help="the training world's seed")
     parser.add_argument("--init", help="fine-tune from this checkpoint")
+    parser.add_argument("--loop-negatives", type=Path,
+                        help="a file of generator.shapes.loop_negatives: adds the 'loop' negatives")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--eval-every", type=float, default=10.0, help="minutes between checkpoints + evaluations")
     parser.add_argument("--seed", type=int, default=0, help="initial weights and batch order")
@@ -361,8 +364,17 @@ def main() -> None:
         state = {k: v.float() for k, v in read_state_dict(args.init).items()} if args.init else None
         clip = build_clip(args.arch, state, seed=args.seed)
         negatives = args.negatives.split(",")
+        unknown = set(negatives) - set(NEGATIVE_KINDS) - {"none"}
+        if unknown:
+            parser.error(f"unknown negatives {sorted(unknown)}: choose from {NEGATIVE_KINDS}")
+        if args.loop_negatives and "loop" not in negatives:
+            negatives.append("loop")
+        if "loop" in negatives and not args.loop_negatives:
+            parser.error("'loop' negatives need --loop-negatives FILE")
         cache = load_cache(args.cache_dir, args.scenes, args.data_seed, clip.tokenizer,
                            args.vqgan if "vqgan" in negatives else None)
+        if args.loop_negatives:
+            cache["loop"] = torch.load(args.loop_negatives)
         train(clip, cache, args.minutes, args.batch, args.n_neg, negatives, args.seed, args.lr,
               args.text_negatives, args.eval_every, args.out, args.arch, args.hard_weight)
         print("saved", save(clip, args.arch, args.out), flush=True)

@@ -57,3 +57,14 @@ def test_blob_negatives_are_one_colour_and_no_scene_the_checker_would_caption():
         in_palette = (np.abs(pixels[:, None] - palette[None]).sum(-1) == 0).any(0)
         assert in_palette.sum() == 1  # one colour; the muted background is never a palette colour
         assert len(read_scene(img)) > 2
+
+
+def test_loop_negatives_keep_only_images_that_no_one_thing_caption_matches():
+    from generator.shapes.loop_negatives import rejected
+    from generator.shapes.train_clip import blobs
+
+    world = World("train", two_shape_fraction=0.0)
+    a, b = world.scene(0), next(world.scene(i) for i in range(1, 50) if world.scene(i).things[0].colour != world.scene(0).things[0].colour)
+    assert not rejected(a.image, a.things[0])  # the prompt's own scene
+    assert not rejected(b.image, a.things[0])  # another clean scene: some caption matches it, so not a negative
+    assert rejected(blobs(1, random.Random(3))[0], a.things[0])

@@ -1,0 +1,75 @@
+"""Images that the loop draws and the checker rejects: negatives that teach a CLIP what fools it.
+
+    python -m generator.shapes.loop_negatives --clip vqclip-shapes=runs/clip5/clip_shapes.safetensors \
+        --n 256 --out runs/loop_negatives.pt
+
+VQGAN+CLIP with the given guide runs on prompts of the *training* split (never a held-out pair), with
+the shapes pair's recommended settings, several at a time (`GenerationBatch`). Each image the checker
+does not read as the prompt's thing (wrong colour, shape or position, or more than one blob) is kept;
+an image the checker reads as some other one-thing scene is dropped, since a caption may match it.
+Writes uint8 [n, 64, 64, 3] for `train_clip --loop-negatives FILE`, and prints how many were rejected.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from generator import GenerationConfig
+from generator.batch import GenerationBatch
+from generator.engine import Generation
+from generator.models import ModelCache
+from generator.weight_records import SHAPES_RECOMMENDED
+
+from .checker import check, read_scene
+from .world import World
+
+
+def prompts(n: int, seed: int):
+    """n (caption, thing) of one-shape training scenes."""
+    world = World("train", seed=seed, two_shape_fraction=0.0)
+    return [(scene.caption, scene.things[0]) for scene in (world.scene(i) for i in range(n))]
+
+
+def rejected(image, thing) -> bool:
+    """The checker does not find the prompt's thing, and does not find another single clean thing."""
+    verdict = check(image, thing)
+    if all(verdict[a] for a in ("colour", "shape", "position")):
+        return False
+    return len(read_scene(np.asarray(image))) != 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clip", required=True, help="the guide, a name or ARCH=FILE")
+    parser.add_argument("--vqgan", default="shapes")
+    parser.add_argument("--n", type=int, default=256, help="prompts to run")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=100, help="the training world's seed for the prompts")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    models, kept, start = ModelCache("cpu"), [], time.time()
+    todo = prompts(args.n, args.seed)
+    for first in range(0, len(todo), args.batch):
+        chunk = todo[first:first + args.batch]
+        gens = [Generation(GenerationConfig.from_dict({**SHAPES_RECOMMENDED, "vqgan": args.vqgan, "clip": args.clip,
+                                                        "prompts": caption, "seed": first + i}), device="cpu",
+                           models=models) for i, (caption, _) in enumerate(chunk)]
+        GenerationBatch(gens).run()
+        for gen, (_, thing) in zip(gens, chunk):
+            image = gen.image()
+            if rejected(image, thing):
+                kept.append(np.asarray(image.convert("RGB")))
+        print(f"{first + len(chunk)} prompts, {len(kept)} rejected, {time.time() - start:.0f}s", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(torch.from_numpy(np.stack(kept)), args.out)
+    print(f"wrote {len(kept)} of {len(todo)} images to {args.out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
