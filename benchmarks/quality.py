@@ -49,6 +49,11 @@ PRESETS = {
     "c16-flip": {"cutn": 16},
     "shapes": dict(SHAPES_RECOMMENDED),
     "shapes-grey": {**SHAPES_RECOMMENDED, "init_image": "GREY"},
+    # stronger optimisation: the guide's own top-1 on its images shows whether the loop reached it
+    "shapes-lr1": {**SHAPES_RECOMMENDED, "lr": 0.1},
+    "shapes-grey-lr1": {**SHAPES_RECOMMENDED, "init_image": "GREY", "lr": 0.1},
+    "shapes-grey-lr1-s100": {**SHAPES_RECOMMENDED, "init_image": "GREY", "lr": 0.1, "steps": 100},
+    "shapes-grey-lr1-c32": {**SHAPES_RECOMMENDED, "init_image": "GREY", "lr": 0.1, "cutn": 32},
 }
 
 

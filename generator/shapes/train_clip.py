@@ -347,8 +347,8 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
     parser.add_argument("--data-seed", type=int, default=0, help="the training world's seed")
     parser.add_argument("--init", help="fine-tune from this checkpoint")
-    parser.add_argument("--loop-negatives", type=Path,
-                        help="a file of generator.shapes.loop_negatives: adds the 'loop' negatives")
+    parser.add_argument("--loop-negatives", type=Path, nargs="+",
+                        help="files of generator.shapes.loop_negatives: adds the 'loop' negatives")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--eval-every", type=float, default=10.0, help="minutes between checkpoints + evaluations")
     parser.add_argument("--seed", type=int, default=0, help="initial weights and batch order")
@@ -374,7 +374,7 @@ def main() -> None:
         cache = load_cache(args.cache_dir, args.scenes, args.data_seed, clip.tokenizer,
                            args.vqgan if "vqgan" in negatives else None)
         if args.loop_negatives:
-            cache["loop"] = torch.load(args.loop_negatives)
+            cache["loop"] = torch.cat([torch.load(f) for f in args.loop_negatives])
         train(clip, cache, args.minutes, args.batch, args.n_neg, negatives, args.seed, args.lr,
               args.text_negatives, args.eval_every, args.out, args.arch, args.hard_weight)
         print("saved", save(clip, args.arch, args.out), flush=True)
