@@ -30,6 +30,7 @@ def add_generation_options(p: argparse.ArgumentParser, local: bool = True) -> No
     p.add_argument("--clip", default=S, metavar="NAME[:W][,...]",
                    help=f"CLIP model(s) with optional weights; 'tiny' is the test model (default: {d.clip})")
     p.add_argument("--init-image", default=S, metavar="FILE", help="start from this image (default: random codes)")
+    p.add_argument("--init-colour", default=S, metavar="#RRGGBB", help="start from a flat image of this colour")
     p.add_argument("--init-weight", type=float, default=S, help=f"MSE pull to the initial image (default: {d.init_weight})")
     p.add_argument("--image-prompt", action="append", default=S, dest="image_prompts", metavar="FILE[:W]",
                    help="an image to steer towards, repeatable (default: none)")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ class GenerationConfig:
     vqgan: str = "vqgan_imagenet_f16_16384"  # registry name, "tiny", or a checkpoint file path
     clip: str = "ViT-B-32/openai"  # comma-separated CLIP specs, each NAME[:weight]
     init_image: str = ""  # start from this image (encoded) instead of random codes
+    init_colour: str = ""  # "#rrggbb": start from a flat image of this colour (an init image wins over it)
     init_weight: float = 0.0  # MSE pull towards the initial latent
     init_weight_decay_steps: int = 0  # 0: constant init weight; N: decays linearly to 0 over N steps
     tv_weight: float = 0.0  # total-variation (smoothness) loss on the decoded image
@@ -131,6 +133,8 @@ class GenerationConfig:
             raise ConfigError(f"unknown compile mode {self.compile!r}; known: {', '.join(COMPILE_MODES)}")
         if self.init_image and not Path(self.init_image).is_file():
             raise ConfigError(f"init image {self.init_image!r} does not exist")
+        if self.init_colour and not re.fullmatch(r"#[0-9a-fA-F]{6}", self.init_colour):
+            raise ConfigError(f"init colour must be #rrggbb (e.g. #808080), got {self.init_colour!r}")
         if not self.vqgan.strip():
             raise ConfigError("vqgan must name a model")
         from .clip import parse_clip_specs

@@ -116,8 +116,12 @@ class Generation:
     def _initial_latent(self) -> torch.Tensor:
         cfg, factor = self.config, self.vqgan.config.factor
         h, w = cfg.height // factor, cfg.width // factor
-        if cfg.init_image:
-            image = load_image(cfg.init_image, cfg.width, cfg.height).to(self.device)
+        if cfg.init_image or cfg.init_colour:
+            if cfg.init_image:
+                image = load_image(cfg.init_image, cfg.width, cfg.height).to(self.device)
+            else:
+                rgb = torch.tensor([int(cfg.init_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)], device=self.device)
+                image = rgb.view(1, 3, 1, 1).expand(1, 3, cfg.height, cfg.width).contiguous()
             with torch.no_grad():
                 return self.vqgan.encode(image * 2 - 1)
         tokens = torch.randint(self._codebook.shape[0], (h * w,), generator=self._rng).to(self.device)

@@ -73,11 +73,12 @@ def _clip(arch, tag, url, sha256, size, quick_gelu, description, source):
 
 SHAPES_DESCRIPTION = "Shapes demo (works offline): trained on procedurally drawn scenes, for demos and tests"
 SHAPES_SOURCE = "vqclip: trained on generator/shapes/world.py by generator/shapes/train_*.py (same licence as vqclip)"
-# Settings chosen with benchmarks/quality.py (benchmarks/RESULTS.md, "Quality (shapes)"): preset
-# c16-noflip-lr03 placed the shape best, at a quarter of the defaults' cost. No flips: a flipped cutout
-# turns "on the left" into "on the right". 8 prompts x 1 seed: differences under ~25% are noise.
+# Settings chosen with benchmarks/quality.py (benchmarks/RESULTS.md, "Quality (shapes)"): 16 cutouts, a
+# quarter of the defaults' cost; no flips (a flipped cutout turns "on the left" into "on the right"); with
+# the round-3 pair, a grey start at lr 0.1 (preset shapes-grey-lr1) beat random codes at lr 0.03 on
+# shape, position and all three together (30 prompts x 1 seed: differences under ~15% are noise).
 SHAPES_RECOMMENDED = {
-    "width": 64, "height": 64, "steps": 50, "cutn": 16, "cut_pow": 1.0, "lr": 0.03,
+    "width": 64, "height": 64, "steps": 50, "cutn": 16, "cut_pow": 1.0, "lr": 0.1, "init_colour": "#808080",
     "augmentations": ["Af", "Ji", "Gn", "Er"], "tv_weight": 0.0,
 }
 
@@ -95,11 +96,11 @@ OPENAI = "OpenAI CLIP (MIT), converted to safetensors for open_clip by timm on H
 
 RECORDS = (
     _bundled("shapes", "vqgan", "shapes/vqgan_shapes.safetensors",
-             "b0a337eaf8269c5ca6e8ee6fabd1f37c8f06a65db5ea14a60742dd914069537a", 518_510, SHAPES_DESCRIPTION,
+             "109ccf99394fed974a7d80e14d5c795724ffc0f626bf70e349922a812c7bbac4", 518_510, SHAPES_DESCRIPTION,
              config=ConfigFile("shapes/vqgan_shapes.yaml", (),
                                "9cd7448d8324ad9a82256ff15c7d079fe0259b155658f826479fffbdc16da5c5", 649)),
     _bundled("shapes-clip", "clip", "shapes/clip_shapes.safetensors",
-             "5c0d9032528d38815ed88634d44b372668b07c93e0d2c8cae8ef0ac25a85b31b", 15_576_154,
+             "c9f9d36a49e89123ec104c667e35182e9af88b4b59a8d8328114214c813b3ebd", 15_576_154,
              SHAPES_DESCRIPTION + " (`--clip shapes`)", arch="vqclip-shapes"),
     _bundled("shapes-judge", "clip", "shapes/clip_shapes_judge.safetensors",
              "7d8d2d2207a2dca96898a3111f2b73678fc05b859749604aa187fd2f17626e1d", 10_706_210,

@@ -1,4 +1,5 @@
 """The bundled shapes pair: verified, loaded strictly by the engine's own loaders, and it draws."""
+import numpy as np
 import pytest
 import torch
 
@@ -49,3 +50,17 @@ def test_a_red_square_comes_out_red(shapes_models):
     image = Generation(config, device="cpu", models=shapes_models).run()
     found = read_scene(image)
     assert found and found[0].colour == "red", found
+
+
+def test_init_colour_starts_from_that_flat_colour_and_bad_values_are_refused():
+    from generator import GenerationConfig
+    from generator.engine import Generation
+    from generator.errors import ConfigError
+
+    config = GenerationConfig(prompts="a red square", vqgan="shapes", clip="shapes", width=64, height=64,
+                              steps=1, init_colour="#808080")
+    image = np.asarray(Generation(config, device="cpu").image()).astype(float)
+    assert abs(image.mean() - 128) < 12 and image.std() < 12  # the shapes VQGAN reconstructs flat grey
+    for bad in ("808080", "#80808", "#gg8080", "grey"):
+        with pytest.raises(ConfigError, match="init colour"):
+            GenerationConfig(prompts="x", init_colour=bad).validate()
