@@ -73,10 +73,11 @@ def to_config(values: dict, init_name: str | None, prompt_names: list[str] | Non
         augmentations=list(values["augmentations"] or []), vqgan=vqgan, clip=",".join(clips),
         init_weight=float(values["init_weight"] or 0.0),
     )
+    start_colour = recommended_settings(vqgan).get("init_colour")  # the form has no colour field
     if init_name:
         data["init_image"] = str(uploads.path_of(init_name))
-    elif recommended_settings(vqgan).get("init_colour"):  # the form has no colour field: the model's start
-        data["init_colour"] = recommended_settings(vqgan)["init_colour"]
+    elif start_colour:
+        data["init_colour"] = start_colour
     if prompt_names:
         data["image_prompts"] = [str(uploads.path_of(name)) for name in prompt_names]
     if values["video"]:

@@ -12,13 +12,11 @@ Writes uint8 [n, 64, 64, 3] for `train_clip --loop-negatives FILE`, and prints h
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from generator import GenerationConfig
 from generator.batch import GenerationBatch
@@ -53,16 +51,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=100, help="the training world's seed for the prompts")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--lr", type=float, default=SHAPES_RECOMMENDED["lr"])
-    parser.add_argument("--grey", action="store_true", help="start from a grey image instead of random codes")
+    parser.add_argument("--init-colour", default=SHAPES_RECOMMENDED.get("init_colour", ""),
+                        help="#rrggbb flat start, or '' for random codes (default: the recommended one)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     models, kept, start = ModelCache("cpu"), [], time.time()
-    settings = {**SHAPES_RECOMMENDED, "vqgan": args.vqgan, "clip": args.clip, "lr": args.lr}
-    if args.grey:
-        grey = Path(tempfile.mkdtemp()) / "grey.png"
-        Image.new("RGB", (64, 64), (128, 128, 128)).save(grey)
-        settings["init_image"] = str(grey)
+    settings = {**SHAPES_RECOMMENDED, "vqgan": args.vqgan, "clip": args.clip, "lr": args.lr,
+                "init_colour": args.init_colour}
     todo = prompts(args.n, args.seed)
     for first in range(0, len(todo), args.batch):
         chunk = todo[first:first + args.batch]

@@ -203,7 +203,8 @@ def render_cache(n: int, seed: int, tokenizer, vqgan: str | None, pool: int = 20
 
 
 def add_blobs(cache: dict, seed: int, pool: int = 2048) -> None:
-    """The `blobs` pool: drawn at every start, not kept in the cache file."""
+    """The `blobs` pool, drawn at every start that asks for it (not kept in the cache file; one written by
+    bb53aa4 holds an older draw, which this replaces)."""
     backgrounds = cache["vqgan"].numpy() if "vqgan" in cache else None
     cache["blobs"] = torch.from_numpy(blobs(pool, random.Random(seed + 1), backgrounds))
 
@@ -218,8 +219,6 @@ def load_cache(directory: Path, n: int, seed: int, tokenizer, vqgan: str | None)
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(cache, path)
         print(f"rendered {n} scenes into {path} in {time.time() - start:.0f}s", flush=True)
-    cache.pop("blobs", None)  # a cache file written by bb53aa4 holds an older draw of them
-    add_blobs(cache, seed)
     return cache
 
 
@@ -361,8 +360,6 @@ def main() -> None:
     if args.eval_only:
         clip = build_clip(args.arch, read_state_dict(args.eval_only))
     else:
-        state = {k: v.float() for k, v in read_state_dict(args.init).items()} if args.init else None
-        clip = build_clip(args.arch, state, seed=args.seed)
         negatives = args.negatives.split(",")
         unknown = set(negatives) - set(NEGATIVE_KINDS) - {"none"}
         if unknown:
@@ -371,8 +368,12 @@ def main() -> None:
             negatives.append("loop")
         if "loop" in negatives and not args.loop_negatives:
             parser.error("'loop' negatives need --loop-negatives FILE")
+        state = {k: v.float() for k, v in read_state_dict(args.init).items()} if args.init else None
+        clip = build_clip(args.arch, state, seed=args.seed)
         cache = load_cache(args.cache_dir, args.scenes, args.data_seed, clip.tokenizer,
                            args.vqgan if "vqgan" in negatives else None)
+        if "blobs" in negatives:
+            add_blobs(cache, args.data_seed)
         if args.loop_negatives:
             cache["loop"] = torch.cat([torch.load(f) for f in args.loop_negatives])
         train(clip, cache, args.minutes, args.batch, args.n_neg, negatives, args.seed, args.lr,

@@ -52,7 +52,7 @@ def test_a_red_square_comes_out_red(shapes_models):
     assert found and found[0].colour == "red", found
 
 
-def test_init_colour_starts_from_that_flat_colour_and_bad_values_are_refused():
+def test_init_colour_starts_from_that_flat_colour_and_bad_values_are_refused(tmp_path):
     from generator import GenerationConfig
     from generator.engine import Generation
     from generator.errors import ConfigError
@@ -61,6 +61,11 @@ def test_init_colour_starts_from_that_flat_colour_and_bad_values_are_refused():
                               steps=1, init_colour="#808080")
     image = np.asarray(Generation(config, device="cpu").image()).astype(float)
     assert abs(image.mean() - 128) < 12 and image.std() < 12  # the shapes VQGAN reconstructs flat grey
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (40, 80, 225)).save(tmp_path / "blue.png")  # an init image wins over the colour
+    image = np.asarray(Generation(config.replace(init_image=str(tmp_path / "blue.png")), device="cpu").image())
+    assert image[..., 2].mean() - image[..., 0].mean() > 100
     for bad in ("808080", "#80808", "#gg8080", "grey"):
         with pytest.raises(ConfigError, match="init colour"):
             GenerationConfig(prompts="x", init_colour=bad).validate()
