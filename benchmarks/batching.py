@@ -26,8 +26,9 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import torch  # noqa: E402
 
-from benchmarks.step import machine, models_for  # noqa: E402
-from generator import Generation, GenerationConfig  # noqa: E402
+from benchmarks import roofline  # noqa: E402
+from benchmarks.step import NotebookStep, machine, models_for  # noqa: E402
+from generator import Generation, GenerationConfig, acceleration  # noqa: E402
 from generator.batch import GenerationBatch  # noqa: E402
 
 PROMPTS = ["a watercolour painting of a lighthouse at dawn", "a red fox logo, flat vector", "a city at night",
@@ -77,11 +78,19 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--precision", default="auto", help="auto, fp32, bf16, fp16 (default auto)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--compile-mode", default=None,
+                   choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                   help="torch.compile's mode (default: the engine's own, acceleration.MODE)")
+    p.add_argument("--roofline", action="store_true",
+                   help="also print the steps per second of each way as a fraction of the device's matrix-product "
+                        "peak (benchmarks/roofline.py)")
     args = p.parse_args(argv)
     if args.jobs < 1 or args.rounds < 1 or (args.steps is not None and args.steps < 1):
         p.error("--jobs, --rounds and --steps must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.compile_mode:
+        acceleration.MODE = None if args.compile_mode == "default" else args.compile_mode
     width, height = args.size or ((64, 64) if args.tiny else (256, 256))
     cutn = args.cutn or (8 if args.tiny else 32)
     steps = args.steps or (30 if args.tiny else 10)
@@ -119,6 +128,12 @@ def main(argv=None) -> int:
         wall, cpu = statistics.median(walls[name]), statistics.median(cpus[name])
         rate[name] = args.jobs / wall * 3600
         print(f"{name:14s} {wall:9.2f} {cpu:9.2f} {rate[name]:10.0f}")
+    if args.roofline:
+        clip = cache.clips(clip_name)[0][0]
+        notebook = NotebookStep(cache.vqgan(vqgan_name), clip, clip.encode_text([PROMPTS[0]]), width, height, cutn)
+        work, peak = roofline.step_flops(notebook.step), roofline.matmul_peak(device)
+        for name in runs:
+            print(f"{name}: {roofline.describe(steps * rate[name] / 3600, work, peak)} (steps of all jobs)")
     pairs = [a / b for a, b in zip(walls["one at a time"], walls["batched"])]
     print(f"batched / one at a time: {rate['batched'] / rate['one at a time']:.2f}x jobs/hour (ratio of medians), "
           f"{statistics.median(pairs):.2f}x (median of paired rounds); cpu "

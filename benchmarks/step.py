@@ -29,7 +29,8 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from generator import Generation, GenerationConfig  # noqa: E402
+from benchmarks import roofline  # noqa: E402
+from generator import Generation, GenerationConfig, acceleration  # noqa: E402
 from generator.models import ModelCache  # noqa: E402
 
 PROMPT = "a watercolour painting of a lighthouse at dawn"
@@ -178,6 +179,12 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint-decoder", action="store_true", help="the engine checkpoints the decoder")
     p.add_argument("--compile", default="auto", choices=("auto", "on", "off"),
                    help="the engine's torch.compile (auto: on a GPU only); compiling happens in the warm-up")
+    p.add_argument("--compile-mode", default=None,
+                   choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                   help="torch.compile's mode for the engine (default: the engine's own, acceleration.MODE)")
+    p.add_argument("--roofline", action="store_true",
+                   help="also count one step's FLOPs and measure the device's bf16 matrix-product peak, and print "
+                        "the engine's step rate as a fraction of that peak")
     p.add_argument("--repeats", type=int, default=3, help="timed steps of each, alternating (default 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps of each first (default 1)")
     p.add_argument("--no-baseline", action="store_true", help="time the engine only (memory runs)")
@@ -188,6 +195,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.compile_mode:
+        acceleration.MODE = None if args.compile_mode == "default" else args.compile_mode
     width, height = args.size or ((64, 64) if args.tiny else (256, 256))
     cutn = args.cutn or (8 if args.tiny else 32)
     device = torch.device(args.device)
@@ -198,16 +207,25 @@ def main(argv=None) -> int:
                               checkpoint_decoder=args.checkpoint_decoder, compile=args.compile)
     gen = Generation(config, device=str(device), models=cache)
     runs = {"engine": lambda: gen.step().loss}  # reading the loss is what every front end does
-    if not args.no_baseline:
+    baseline = None
+    if not args.no_baseline or args.roofline:
         # Its own copies, so nothing the engine does to its models (layouts, casts) reaches the baseline.
         vqgan = copy.deepcopy(gen.vqgan)
         clip = copy.deepcopy(gen.clips[0][0])
         baseline = NotebookStep(vqgan, clip, clip.encode_text([PROMPT]), width, height, cutn, lr=config.lr)
+    if not args.no_baseline:
         runs["baseline"] = baseline.step
     print(f"step benchmark {datetime.date.today()}: {vqgan_name} + {clip_name}, {width}x{height}, {cutn} cutouts, "
           f"device {device}, engine precision {gen.precision}, compiled {gen.compiled}"
+          f"{f' (mode {acceleration.MODE})' if gen.compiled and acceleration.MODE else ''}"
           f"{', checkpointed decoder' if args.checkpoint_decoder else ''}")
     print(f"machine: {machine(device)}", flush=True)
+    if args.roofline:
+        work, device_peak = roofline.step_flops(baseline.step), roofline.matmul_peak(device)
+        print(f"one step's work {work / 1e9:.1f} GFLOP; the device's matrix-product peak {device_peak / 1e12:.2f} TFLOP/s",
+              flush=True)
+        if args.no_baseline:
+            del baseline, vqgan, clip
 
     times = {name: [] for name in runs}
     cpus = {name: [] for name in runs}
@@ -232,6 +250,8 @@ def main(argv=None) -> int:
               f"{statistics.median(pairs):.3f} (median of paired ratios); "
               f"cpu {med['engine'][1] / med['baseline'][1]:.3f}; "
               f"speed-up {med['baseline'][0] / med['engine'][0]:.2f}x")
+    if args.roofline:
+        print(f"engine: {roofline.describe(1 / med['engine'][0], work, device_peak)}")
     print(f"load average at the end: {os.getloadavg()[0]:.1f}; engine compiled at the end: {gen.compiled}")
     return 0
 

@@ -7,6 +7,9 @@
   its first compiled step under `first_compiled_step`, and on an error it warns once and continues eagerly.
 - channels_last for the decoder on CUDA, the layout cuDNN's tensor-core convolutions want. On the CPU it
   measured no faster (benchmarks/RESULTS.md), so the CPU keeps NCHW.
+- cuDNN's autotuner on CUDA (`torch.backends.cudnn.benchmark`): a run's convolutions keep one shape for
+  all its steps, so timing the candidate algorithms once pays back at once. The algorithm it picks can
+  differ between processes, which moves results by float rounding only (as GPU backward passes do anyway).
 """
 from __future__ import annotations
 
@@ -21,17 +24,36 @@ def resolve_compile(mode: str, device: torch.device) -> bool:
     return device.type == "cuda" if mode == "auto" else mode == "on"
 
 
+def configure(device: torch.device) -> None:
+    """Process-wide settings for steps on `device` (see the module docstring)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
 def channels_last(device: torch.device) -> bool:
     """Whether the decoder runs in channels_last memory format on `device`."""
     return device.type == "cuda"
 
 
 BACKEND = "inductor"  # torch.compile's default; the tests use "aot_eager" (same tracing, no code generation)
+# torch.compile's mode for the inductor backend: None (its default), "reduce-overhead" (CUDA graphs: one
+# launch per graph instead of one per kernel) or "max-autotune-no-cudagraphs". benchmarks/step.py
+# --compile-mode compares them; benchmarks/RESULTS.md, "GPU", has the figures.
+MODE: str | None = None
 
 
 def compiled(fn: Callable) -> Callable:
     """`fn` compiled by torch.compile (lazily: on its first call, and its backward on the first backward)."""
+    if BACKEND == "inductor" and MODE:
+        return torch.compile(fn, backend=BACKEND, mode=MODE, dynamic=False)
     return torch.compile(fn, backend=BACKEND, dynamic=False)
+
+
+def mark_step_begin(compiled_models: bool, device: torch.device) -> None:
+    """Tell CUDA-graph replays that a new step begins: the last step's graph outputs are no longer read, so
+    their memory may be reused (without it, reduce-overhead mode cannot tell training steps apart)."""
+    if compiled_models and device.type == "cuda":
+        torch.compiler.cudagraph_mark_step_begin()
 
 
 def is_fallback_error(exc: BaseException) -> bool:

@@ -115,6 +115,7 @@ class GenerationBatch:
     def _step(members: list[Generation]) -> dict[Generation, StepRecord]:
         first = members[0]
         indices = [gen.step_index + 1 for gen in members]
+        acceleration.mark_step_begin(first.compiled, first.device)
         # 1-2. One decode of every member's latent.
         images = first._decode(torch.cat([gen.z for gen in members])).split(1)
         # 3. Each member's cutouts of its own image, from its own random stream.

@@ -78,6 +78,7 @@ class Generation:
         self.precision = resolve_precision(config.precision, self.device)
         check_memory(config, self.vqgan, self.clips, self.device, self.precision)
         self._fast_decoder = decoder.supported(self.vqgan.decoder)
+        acceleration.configure(self.device)
         self._channels_last = acceleration.channels_last(self.device)
         if self._channels_last:
             self.vqgan.to(memory_format=torch.channels_last)
@@ -194,6 +195,7 @@ class Generation:
         `generator.batch` runs the same stages for several generations at once.
         """
         index = self.step_index + 1
+        acceleration.mark_step_begin(self.compiled, self.device)
         # 1-2. Quantise with a straight-through gradient, decode, clamp to [0, 1] keeping the gradient.
         image = self._decode(self.z)
         # 3-5. Each CLIP model scores its own cutouts against its prompts.

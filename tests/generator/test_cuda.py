@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from generator import Generation
+from generator import Generation, acceleration
+from generator.batch import GenerationBatch
 from generator.cutouts import MakeCutouts, pool_boxes
 from generator.models import ModelCache
 from tests.conftest import tiny_config
@@ -39,6 +40,27 @@ def test_step_has_no_host_sync(cuda_models, compile_mode):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert [r.index for r in records] == [2, 3, 4] and all(r.loss == r.loss for r in records)
+    assert gen.compiled == (compile_mode == "on")  # a compile that fell back to eager would pass unseen
+
+
+def test_cuda_graph_mode_follows_the_default_compiled_trajectory(cuda_models, monkeypatch):
+    config = tiny_config(steps=6, compile="on", precision="bf16", augmentations=[])
+    default = [s.loss for s in Generation(config, device="cuda:0", models=cuda_models)]
+    monkeypatch.setattr(acceleration, "MODE", "reduce-overhead")
+    gen = Generation(config, device="cuda:0", models=cuda_models)
+    graphs = [s.loss for s in gen]
+    assert gen.compiled and graphs == pytest.approx(default, rel=0.02)
+    assert gen.image().size == (64, 64)  # a decode after the steps reads no overwritten graph output
+
+
+def test_batched_steps_on_the_gpu_match_steps_alone(cuda_models):
+    configs = [tiny_config(steps=5, seed=s, prompts=p, precision="bf16")
+               for s, p in ((1, "a red circle"), (2, "a blue square"))]
+    alone = [[s.loss for s in Generation(c, device="cuda:0", models=cuda_models)] for c in configs]
+    gens = [Generation(c, device="cuda:0", models=cuda_models) for c in configs]
+    GenerationBatch(gens).run()
+    for gen, expected in zip(gens, alone):
+        assert gen.compiled and gen.loss_history == pytest.approx(expected, rel=0.02)
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
