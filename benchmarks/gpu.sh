@@ -26,8 +26,8 @@ run() {  # run NAME SECONDS COMMAND...: the command's output into $OUT/NAME.txt 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
 B=benchmarks
 run step256 150 python3 $B/step.py --device cuda --size 256 256 --cutn 32 --precision bf16 --warmup 5 --repeats 30 --roofline
-run batching 150 python3 $B/batching.py --device cuda --size 256 256 --cutn 32 --jobs 8 --steps 20 --rounds 3 --roofline
-run tests 150 python3 -m pytest -q -p no:cacheprovider tests/generator/test_cuda.py tests/generator/test_cutouts.py
+run batching 200 python3 $B/batching.py --device cuda --size 256 256 --cutn 32 --jobs 8 --steps 20 --rounds 3 --roofline
+run tests 120 python3 -m pytest -q -p no:cacheprovider tests/generator/test_cuda.py tests/generator/test_cutouts.py
 run step256-graphs 100 python3 $B/step.py --device cuda --size 256 256 --cutn 32 --precision bf16 \
     --compile-mode reduce-overhead --warmup 5 --repeats 30 --no-baseline --roofline
 run step512 150 python3 $B/step.py --device cuda --size 512 512 --cutn 64 --precision bf16 --warmup 5 --repeats 20 --roofline

@@ -36,15 +36,24 @@ def channels_last(device: torch.device) -> bool:
 
 
 BACKEND = "inductor"  # torch.compile's default; the tests use "aot_eager" (same tracing, no code generation)
-# torch.compile's mode for the inductor backend: None (its default), "reduce-overhead" (CUDA graphs: one
-# launch per graph instead of one per kernel) or "max-autotune-no-cudagraphs". benchmarks/step.py
-# --compile-mode compares them; benchmarks/RESULTS.md, "GPU", has the figures.
-MODE: str | None = None
+# torch.compile's mode on CUDA with the inductor backend: "reduce-overhead" records CUDA graphs, so that a
+# compiled forward or backward is one launch instead of hundreds (3x the steps per second of the default
+# mode at 256x256 on an H100: benchmarks/RESULTS.md, "GPU"). None is inductor's default mode; the
+# benchmarks' --compile-mode sets this.
+MODE: str | None = "reduce-overhead"
+# Compiled functions see one shape per batch size (1 to the worker's --batch) and grad mode (a preview
+# decode runs without grad): more variants than dynamo's default limit of 8, past which it runs eagerly.
+RECOMPILE_LIMIT = 64
 
 
-def compiled(fn: Callable) -> Callable:
-    """`fn` compiled by torch.compile (lazily: on its first call, and its backward on the first backward)."""
-    if BACKEND == "inductor" and MODE:
+def compiled(fn: Callable, device: torch.device | None = None) -> Callable:
+    """`fn` compiled by torch.compile (lazily: on its first call, and its backward on the first backward);
+    in `MODE` when `device` is a CUDA device."""
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    if getattr(config, name, RECOMPILE_LIMIT) < RECOMPILE_LIMIT:
+        setattr(config, name, RECOMPILE_LIMIT)
+    if BACKEND == "inductor" and MODE and device is not None and device.type == "cuda":
         return torch.compile(fn, backend=BACKEND, mode=MODE, dynamic=False)
     return torch.compile(fn, backend=BACKEND, dynamic=False)
 

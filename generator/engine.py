@@ -84,7 +84,8 @@ class Generation:
             self.vqgan.to(memory_format=torch.channels_last)
         self.compiled = acceleration.resolve_compile(config.compile, self.device)
         self._first_compiled_step = self.compiled  # the step that compiles, run with a fallback to eager
-        self._decode_models = acceleration.compiled(self._decode_eager) if self.compiled else self._decode_eager
+        self._decode_models = (acceleration.compiled(self._decode_eager, self.device) if self.compiled
+                               else self._decode_eager)
         factor = self.vqgan.config.factor
         if config.width % factor or config.height % factor:
             raise ConfigError(
@@ -109,9 +110,12 @@ class Generation:
             ClipLoss(clip, weight, build_prompts(config, clip, self._encode_image_prompt_fn(clip)),
                      MakeCutouts(clip.input_size, config.cutn, config.cut_pow, config.augmentations),
                      label_prefix=f"{clip.name}: " if several else "", autocast=self._autocast,
-                     encode=acceleration.compiled(clip.encode_image) if self.compiled else None)
+                     encode=acceleration.compiled(clip.encode_image, self.device) if self.compiled else None)
             for clip, weight in self.clips
         ]
+        if self.compiled:  # the cutouts' pooling and augmentations too (run on the GPU path only)
+            for loss in self.losses:
+                loss.cutouts.transform = acceleration.compiled(loss.cutouts.device_transform, self.device)
 
     # ---- set-up ----------------------------------------------------------------------------------
     def _initial_latent(self) -> torch.Tensor:
@@ -186,6 +190,7 @@ class Generation:
         self._decode_models = self._decode_eager
         for loss in self.losses:
             loss.encode = loss.clip.encode_image
+            loss.cutouts.transform = loss.cutouts.device_transform
 
     def _step(self) -> StepRecord:
         """Run one optimisation step and return its record.

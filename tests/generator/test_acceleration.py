@@ -44,7 +44,7 @@ class _FailsInBackward(torch.autograd.Function):
 
 @pytest.mark.parametrize("where", ["forward", "backward"])
 def test_failed_compile_warns_and_gives_the_eager_steps(models, monkeypatch, where):
-    def broken_compile(fn):
+    def broken_compile(fn, device=None):
         def run(*args, **kwargs):
             if where == "forward":
                 raise RuntimeError("InductorError: no C++ compiler")
@@ -72,7 +72,7 @@ def test_channels_last_decoder_gives_the_same_steps(monkeypatch):
 def test_failed_compile_in_a_batch_gives_the_eager_steps(models, monkeypatch):
     from generator.batch import GenerationBatch
 
-    def broken_compile(fn):
+    def broken_compile(fn, device=None):
         def run(*args, **kwargs):
             raise RuntimeError("InductorError: no C++ compiler")
         return run

@@ -44,13 +44,18 @@ def test_step_has_no_host_sync(cuda_models, compile_mode):
 
 
 def test_cuda_graph_mode_follows_the_default_compiled_trajectory(cuda_models, monkeypatch):
-    config = tiny_config(steps=6, compile="on", precision="bf16", augmentations=[])
+    config = tiny_config(steps=6, compile="on", precision="bf16")
+    monkeypatch.setattr(acceleration, "MODE", None)  # inductor's default mode: no CUDA graphs
     default = [s.loss for s in Generation(config, device="cuda:0", models=cuda_models)]
     monkeypatch.setattr(acceleration, "MODE", "reduce-overhead")
     gen = Generation(config, device="cuda:0", models=cuda_models)
-    graphs = [s.loss for s in gen]
+    graphs, previews = [], []
+    for step in gen:
+        graphs.append(step.loss)
+        if step.index % 2:
+            previews.append(step.image())  # a preview decode between steps, as the web UI makes
     assert gen.compiled and graphs == pytest.approx(default, rel=0.02)
-    assert gen.image().size == (64, 64)  # a decode after the steps reads no overwritten graph output
+    assert [p.size for p in previews] == [(64, 64)] * 3 and gen.image().size == (64, 64)
 
 
 def test_batched_steps_on_the_gpu_match_steps_alone(cuda_models):

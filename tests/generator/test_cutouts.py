@@ -53,3 +53,29 @@ def test_cutouts_are_unchanged_on_the_cpu_by_the_device_helpers():
     facs = torch.rand(4, 1, 1, 1, generator=gen) * 0.1
     expected = pooled + facs * torch.randn(pooled.shape, generator=gen)
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("augmentations", [[], ["Af", "Fl", "Ji", "Gn", "Er"], ["Ro", "Ji"]])
+def test_the_gpu_path_from_packed_draws_gives_the_loop_path_cutouts(augmentations, monkeypatch):
+    """The path a GPU takes (all draws in one packed tensor, pooling by products, `transform`), run here on
+    the CPU, traced by torch.compile as on a GPU: same random stream, same cutouts and image gradient."""
+    from generator import acceleration
+
+    monkeypatch.setattr(acceleration, "BACKEND", "aot_eager")
+    torch._dynamo.reset()
+    image = torch.rand(1, 3, 72, 64)
+    results, grads, states = [], [], []
+    for batched in (False, True):
+        make = MakeCutouts(24, 5, 0.7, augmentations)
+        if batched:
+            make.transform = acceleration.compiled(make.device_transform, torch.device("cpu"))
+        leaf = image.clone().requires_grad_(True)
+        gen = torch.Generator().manual_seed(11)
+        out = make(leaf, gen, batched=batched)
+        out.pow(2).sum().backward()
+        results.append(out.detach())
+        grads.append(leaf.grad)
+        states.append(gen.get_state())
+    torch.testing.assert_close(results[1], results[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=1e-4)
+    assert torch.equal(states[0], states[1])  # both took the same draws from the stream
