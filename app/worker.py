@@ -15,7 +15,9 @@ to the queue with `release` and lets `run()` return.
 """
 from __future__ import annotations
 
+import functools
 import gc
+import math
 import os
 import socket
 import sys
@@ -124,7 +126,8 @@ class Worker:
         self.heartbeat = min(1.0, lease / 4)
         self.max_jobs, self.once = max_jobs, once
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
-        self.make_generation = make_generation or Generation
+        # A worker runs job after job at the same shapes, so compile="auto" compiles on a GPU.
+        self.make_generation = make_generation or functools.partial(Generation, expected_steps=math.inf)
         self.stopping = threading.Event()
         self._lock = threading.Lock()  # guards the job counter and the active set
         self._loading = threading.Lock()

@@ -1,8 +1,13 @@
 """Device-specific speed-ups that do not change what a step computes (beyond float rounding).
 
-- `torch.compile` of the decoder and of CLIP's image tower (config ``compile``: auto = on a GPU only).
-  Compiling costs time once per process and shape, so on the CPU, where the step is bound by float32
-  convolutions and matrix products that oneDNN/MKL already run near peak, ``auto`` leaves it off. A compile
+- `torch.compile` of the decoder, of CLIP's image tower and of the cutouts (config ``compile``). Compiling
+  costs time once per process and shape: 70-90 s before the first step on an H100 at 256x256 (measured,
+  benchmarks/RESULTS.md "GPU"), after which a step takes 14 ms (41 ms in inductor's default mode, 56 ms
+  for the notebook's eager loop). So ``auto`` compiles on
+  a GPU only when the process expects at least `COMPILE_PAYS_AFTER` steps at these shapes: a worker (the
+  service runs job after job) or a long run or batch; a single `vqclip generate` of a few hundred steps
+  starts at once, eagerly. On the CPU, where the step is bound by float32 convolutions and matrix products
+  that oneDNN/MKL already run near peak, ``auto`` never compiles. A compile
   that fails (no C++ compiler, an unsupported op, a backend bug) must not fail the job: `Generation` runs
   its first compiled step under `first_compiled_step`, and on an error it warns once and continues eagerly.
 - channels_last for the decoder on CUDA, the layout cuDNN's tensor-core convolutions want. On the CPU it
@@ -19,9 +24,17 @@ from typing import Callable
 import torch
 
 
-def resolve_compile(mode: str, device: torch.device) -> bool:
-    """``auto`` -> on for CUDA devices, off elsewhere; ``on``/``off`` as given."""
-    return device.type == "cuda" if mode == "auto" else mode == "on"
+# Steps after which compiling pays back on a GPU: ~80 s of compiling over the 27 ms a step saves against
+# inductor's default mode (benchmarks/RESULTS.md, "GPU"; the engine's eager step was not measured there).
+COMPILE_PAYS_AFTER = 3000
+
+
+def resolve_compile(mode: str, device: torch.device, expected_steps: float = float("inf")) -> bool:
+    """``auto`` -> on for CUDA devices when `expected_steps` (steps the process will run at these shapes)
+    reach COMPILE_PAYS_AFTER, else off; ``on``/``off`` as given."""
+    if mode == "auto":
+        return device.type == "cuda" and expected_steps >= COMPILE_PAYS_AFTER
+    return mode == "on"
 
 
 def configure(device: torch.device) -> None:

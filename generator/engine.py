@@ -68,7 +68,11 @@ class StepRecord:
 class Generation:
     """One VQGAN+CLIP run of `config`; iterate it to optimise, then `image()` for the result."""
 
-    def __init__(self, config: GenerationConfig, device: str = "auto", models: ModelCache | None = None):
+    def __init__(self, config: GenerationConfig, device: str = "auto", models: ModelCache | None = None,
+                 expected_steps: float | None = None):
+        """`expected_steps`: the steps this process expects to run at this run's shapes, which
+        ``compile="auto"`` weighs the compile time against (default: this run's own steps; a worker that
+        runs job after job passes infinity)."""
         config.validate()
         self.config = config
         self.device = resolve_device(device)
@@ -82,7 +86,7 @@ class Generation:
         self._channels_last = acceleration.channels_last(self.device)
         if self._channels_last:
             self.vqgan.to(memory_format=torch.channels_last)
-        self.compiled = acceleration.resolve_compile(config.compile, self.device)
+        self.compiled = acceleration.resolve_compile(config.compile, self.device, expected_steps or config.steps)
         self._first_compiled_step = self.compiled  # the step that compiles, run with a fallback to eager
         self._decode_models = (acceleration.compiled(self._decode_eager, self.device) if self.compiled
                                else self._decode_eager)

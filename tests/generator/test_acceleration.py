@@ -11,11 +11,41 @@ def losses(gen):
     return [step.loss for step in gen]
 
 
-def test_auto_compiles_on_gpus_only():
-    assert acceleration.resolve_compile("auto", torch.device("cuda", 0))
-    assert not acceleration.resolve_compile("auto", torch.device("cpu"))
-    assert acceleration.resolve_compile("on", torch.device("cpu"))
-    assert not acceleration.resolve_compile("off", torch.device("cuda", 0))
+def test_auto_compiles_on_gpus_only_when_enough_steps_follow():
+    cuda, cpu, pays = torch.device("cuda", 0), torch.device("cpu"), acceleration.COMPILE_PAYS_AFTER
+    assert acceleration.resolve_compile("auto", cuda)  # a worker: job after job
+    assert acceleration.resolve_compile("auto", cuda, pays)
+    assert not acceleration.resolve_compile("auto", cuda, pays - 1)  # one CLI run starts at once
+    assert not acceleration.resolve_compile("auto", cpu)
+    assert acceleration.resolve_compile("on", cpu, 1)
+    assert not acceleration.resolve_compile("off", cuda)
+
+
+def test_front_ends_tell_the_engine_how_many_steps_follow(tmp_path, monkeypatch):
+    """The worker expects job after job; the CLI's batch expects all its prompts' steps."""
+    from app import cli
+    from app.worker import Worker
+
+    seen = []
+    real = Generation.__init__
+
+    def spy(self, config, device="auto", models=None, expected_steps=None):
+        seen.append(expected_steps)
+        real(self, config, device, models, expected_steps)
+
+    monkeypatch.setattr(Generation, "__init__", spy)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\na blue square\na green star\n")
+    assert cli.main(["batch", str(prompts), "--vqgan", "tiny", "--clip", "tiny", "--size", "32", "32",
+                     "--cutn", "2", "--steps", "2", "--device", "cpu", "--out", str(tmp_path / "out")]) == 0
+    assert seen == [6, 6, 6]
+    seen.clear()
+    from app.jobs import SqlJobStore
+
+    with SqlJobStore(f"sqlite:///{tmp_path / 'jobs.db'}") as store:
+        job_id = store.submit(tiny_config(steps=1, width=32, height=32, cutn=2).to_dict())
+        gen = Worker(store, device="cpu", once=True).build(store.get(job_id))
+    assert seen == [float("inf")] and not gen.compiled  # a worker expects job after job; the CPU stays eager
 
 
 def test_compiled_step_traces_and_matches_eager(models, monkeypatch):
