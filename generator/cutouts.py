@@ -68,7 +68,9 @@ class MakeCutouts:
         if "Gn" in self.augmentations:
             shape = (n, image.shape[1], self.size, self.size)
             noise = randn(shape, generator, device, image.dtype)
-        if not (device.type != "cpu" if batched is None else batched):
+        if batched is None:
+            batched = device.type != "cpu"
+        if not batched:
             cutouts = pool_boxes(image, sizes, x0, y0, self.size, batched=False)
             return self.augment(cutouts, dict(zip((name for name, _ in self._layout), draws)), noise)
         packed = to_device(torch.cat([sizes, x0, y0, *(d.flatten() for d in draws)]), device)  # one copy
