@@ -98,13 +98,14 @@ def run_sheet(args: argparse.Namespace, base, out: Path, prompts: list[str], see
     models = ModelCache(args.device)
     flat, paths = [config for row in configs for config in row], []
     size = args.batch or auto_batch(flat[0], models)
+    total_steps = base.steps * len(flat)  # for compile="auto": the whole sheet runs at one shape
     for start in range(0, len(flat), size):  # each group runs as one batch of the engine
         group = flat[start:start + size]
         if len(group) == 1:
-            made = [run_one(group[0], out, models, args.device, expected_steps=base.steps * len(flat),
+            made = [run_one(group[0], out, models, args.device, expected_steps=total_steps,
                             label=f"[{start + 1}/{len(flat)}] seed {group[0].seed}")]
         else:
-            made = run_together(group, out, models, args.device, expected_steps=base.steps * len(flat),
+            made = run_together(group, out, models, args.device, expected_steps=total_steps,
                                 label=f"[{start + 1}-{start + len(group)}/{len(flat)}] batch")
         for path in made:
             print(path)

@@ -9,6 +9,7 @@ backward) at the measured rate of a large bf16 matrix product on the same device
 from __future__ import annotations
 
 import statistics
+import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -32,7 +33,6 @@ def matmul_peak(device: torch.device, n: int | None = None, repeats: int = 10) -
             end.synchronize()
             times.append(start.elapsed_time(end) / 1e3)
         else:
-            import time
             t = time.perf_counter()
             a @ b
             times.append(time.perf_counter() - t)

@@ -36,6 +36,18 @@ from generator.models import ModelCache  # noqa: E402
 PROMPT = "a watercolour painting of a lighthouse at dawn"
 
 
+def add_compile_mode_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--compile-mode", default=None,
+                   choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                   help="torch.compile's mode for the engine on CUDA (default: the engine's own, acceleration.MODE)")
+
+
+def apply_compile_mode(args: argparse.Namespace) -> None:
+    """Set the engine's compile mode from --compile-mode, when given ("default": inductor's own)."""
+    if args.compile_mode:
+        acceleration.MODE = None if args.compile_mode == "default" else args.compile_mode
+
+
 # ---- the baseline: the notebook's step, written plainly ------------------------------------------
 class NotebookStep:
     """Crowson's notebook loop: Python loop of cutouts with adaptive average pooling, float32, no fusion."""
@@ -179,9 +191,7 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint-decoder", action="store_true", help="the engine checkpoints the decoder")
     p.add_argument("--compile", default="auto", choices=("auto", "on", "off"),
                    help="the engine's torch.compile (auto: on a GPU only); compiling happens in the warm-up")
-    p.add_argument("--compile-mode", default=None,
-                   choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
-                   help="torch.compile's mode for the engine (default: the engine's own, acceleration.MODE)")
+    add_compile_mode_option(p)
     p.add_argument("--roofline", action="store_true",
                    help="also count one step's FLOPs and measure the device's bf16 matrix-product peak, and print "
                         "the engine's step rate as a fraction of that peak")
@@ -195,8 +205,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.compile_mode:
-        acceleration.MODE = None if args.compile_mode == "default" else args.compile_mode
+    apply_compile_mode(args)
     width, height = args.size or ((64, 64) if args.tiny else (256, 256))
     cutn = args.cutn or (8 if args.tiny else 32)
     device = torch.device(args.device)
