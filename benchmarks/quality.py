@@ -62,9 +62,9 @@ PRESETS = {
 }
 
 
-def prompts(n: int) -> list:
-    """The first n distinct one-shape held-out scenes' things."""
-    world, seen, out, i = World("heldout", seed=7, two_shape_fraction=0.0), set(), [], 0
+def prompts(n: int, split: str = "heldout") -> list:
+    """The first n distinct one-shape scenes' things of a split (held-out by default)."""
+    world, seen, out, i = World(split, seed=7, two_shape_fraction=0.0), set(), [], 0
     while len(out) < n:
         thing = world.scene(i).things[0]
         i += 1
@@ -92,6 +92,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--presets", default="defaults,notebook,shapes")
     parser.add_argument("--steps", type=int, help="override every preset's steps")
+    parser.add_argument("--split", default="heldout", choices=("heldout", "train"),
+                        help="prompts from held-out colour/shape pairs, or from pairs seen in training")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--save", type=Path, help="write each image here as PRESET_PROMPTNO_SEED.png")
     parser.add_argument("--vqgan", default=BASE["vqgan"], help="a candidate VQGAN checkpoint (YAML beside it)")
@@ -100,8 +102,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     models = ModelCache("cpu")
     judge = models.clips("shapes-judge")[0][0]
-    things = prompts(args.prompts)
-    print(f"{len(things)} prompts x {args.seeds} seeds, e.g. {things[0].phrase()!r}; torch threads {args.threads}; "
+    things = prompts(args.prompts, args.split)
+    print(f"{len(things)} {args.split} prompts x {args.seeds} seeds, e.g. {things[0].phrase()!r}; torch threads {args.threads}; "
           f"VQGAN {args.vqgan}, CLIP {args.clip}")
     print("| preset | steps | checker colour | shape | position | size | all | judge colour | shape | position "
           "| guide colour | shape | position | s/image |")

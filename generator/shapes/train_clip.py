@@ -139,6 +139,30 @@ def hard_negative_loss(img: torch.Tensor, txt: torch.Tensor, n_pos: int, scale) 
     return F.cross_entropy(logits, torch.zeros(n_pos, dtype=torch.long))
 
 
+def adversarial(clip, x: torch.Tensor, txt: torch.Tensor, tokens: torch.Tensor, n_pos: int, scale, eps: float,
+                steps: int, gen: torch.Generator) -> torch.Tensor:
+    """x moved, within an L2 ball of radius eps per image, to where the model ranks its own captions lowest
+    (projected gradient ascent on the contrastive and hard-caption losses, from a random start). Training
+    on these makes the image tower robust, and a robust model's pixel gradients point at what the caption
+    names (Santurkar et al. 2019): what the loop follows. txt: the step's caption embeddings, detached."""
+    def project(d):
+        norm = d.flatten(1).norm(dim=1).clamp(min=1e-12).view(-1, 1, 1, 1)
+        return d * (eps / norm).clamp(max=1)
+
+    delta = project(torch.randn(x.shape, generator=gen) * eps / math.sqrt(x[0].numel()))
+    alpha = 2.5 * eps / steps
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        img = clip.encode_image((x + delta).clamp(0, 1))
+        loss = contrastive_loss(img, txt[:n_pos], tokens[:n_pos], n_pos, scale)
+        if len(txt) > n_pos:
+            loss = loss + hard_negative_loss(img, txt, n_pos, scale)
+        (grad,) = torch.autograd.grad(loss, delta)
+        norm = grad.flatten(1).norm(dim=1).clamp(min=1e-12).view(-1, 1, 1, 1)
+        delta = project(delta.detach() + alpha * grad / norm)
+    return (x + delta).clamp(0, 1).detach()
+
+
 def altered_captions(world: World, start: int, scenes, rng: random.Random) -> list[str]:
     """For each scene (scenes start, start+1, ... of `world`), three captions in its own template with one
     attribute of its first thing changed: position (shape when the caption leaves position out), shape,
@@ -223,7 +247,8 @@ def load_cache(directory: Path, n: int, seed: int, tokenizer, vqgan: str | None)
 
 
 def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: list[str], seed: int,
-          lr: float, text_negatives: int, eval_every: float, out: Path, arch: str, hard_weight: float = 0.0):
+          lr: float, text_negatives: int, eval_every: float, out: Path, arch: str, hard_weight: float = 0.0,
+          adv_eps: float = 0.0, adv_steps: int = 3):
     torch.manual_seed(seed)
     gen, rng = torch.Generator().manual_seed(seed), random.Random(seed)
     model = clip.model.train().requires_grad_(True)
@@ -251,9 +276,13 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
         # text negatives: `text_negatives` of the three altered captions of each scene, at random
         pick = torch.rand(batch, 3, generator=gen).argsort(1)[:, :text_negatives]
         txt_tokens = torch.cat([tokens[idx], hard[idx[:, None], pick].flatten(0, 1)])
+        scale = model.logit_scale.exp().clamp(max=100)
+        if adv_eps:
+            with torch.no_grad():
+                txt_fixed = encode_text(model, txt_tokens)
+            parts[0] = adversarial(clip, parts[0], txt_fixed, txt_tokens, batch, scale.detach(), adv_eps, adv_steps, gen)
         img_emb = clip.encode_image(torch.cat(parts))
         txt_emb = encode_text(model, txt_tokens)
-        scale = model.logit_scale.exp().clamp(max=100)
         loss = contrastive_loss(img_emb, txt_emb, txt_tokens, batch, scale)
         if hard_weight and text_negatives:
             loss = loss + hard_weight * hard_negative_loss(img_emb[:batch], txt_emb, batch, scale)
@@ -349,6 +378,9 @@ def main() -> None:
     parser.add_argument("--loop-negatives", type=Path, nargs="+",
                         help="files of generator.shapes.loop_negatives: adds the 'loop' negatives")
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--adv-eps", type=float, default=0.0,
+                        help="train on adversarial positives within this L2 radius per 64x64 image (0: off)")
+    parser.add_argument("--adv-steps", type=int, default=3, help="gradient steps of each adversarial search")
     parser.add_argument("--eval-every", type=float, default=10.0, help="minutes between checkpoints + evaluations")
     parser.add_argument("--seed", type=int, default=0, help="initial weights and batch order")
     parser.add_argument("--threads", type=int, default=1)
@@ -377,7 +409,8 @@ def main() -> None:
         if args.loop_negatives:
             cache["loop"] = torch.cat([torch.load(f) for f in args.loop_negatives])
         train(clip, cache, args.minutes, args.batch, args.n_neg, negatives, args.seed, args.lr,
-              args.text_negatives, args.eval_every, args.out, args.arch, args.hard_weight)
+              args.text_negatives, args.eval_every, args.out, args.arch, args.hard_weight,
+              args.adv_eps, args.adv_steps)
         print("saved", save(clip, args.arch, args.out), flush=True)
     print("held-out:", evaluate(clip), flush=True)
 

@@ -68,3 +68,28 @@ def test_loop_negatives_keep_only_images_that_no_one_thing_caption_matches():
     assert not rejected(a.image, a.things[0])  # the prompt's own scene
     assert not rejected(b.image, a.things[0])  # another clean scene: some caption matches it, so not a negative
     assert rejected(blobs(1, random.Random(3))[0], a.things[0])
+
+
+def test_adversarial_images_stay_in_the_ball_and_lower_the_true_captions_rank():
+    """The adversarial positives move each image by at most eps (L2) inside [0, 1] and raise the loss
+    the training then lowers: the search really searches."""
+    from generator.shapes.train_clip import adversarial, hard_negative_loss
+    from generator.shapes.world import to_tensor
+
+    clip = build_clip("vqclip-shapes-judge", None, seed=3)
+    world = World("train")
+    images, scenes = world.batch(0, 6)
+    x = to_tensor(images)
+    tokens = tokenize(clip.tokenizer, [s.caption for s in scenes] + altered_captions(world, 0, scenes, random.Random(0)))
+    with torch.no_grad():
+        txt = encode_text(clip.model, tokens)
+
+    def loss(images):
+        with torch.no_grad():
+            img = clip.encode_image(images)
+            return contrastive_loss(img, txt[:6], tokens[:6], 6, 30.0) + hard_negative_loss(img, txt, 6, 30.0)
+
+    moved = adversarial(clip, x, txt, tokens, 6, 30.0, eps=2.0, steps=3, gen=torch.Generator().manual_seed(0))
+    assert moved.min() >= 0 and moved.max() <= 1
+    assert (moved - x).flatten(1).norm(dim=1).max() <= 2.0 + 1e-4
+    assert loss(moved) > loss(x) + 0.01
