@@ -90,6 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=12)
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds FIRST..FIRST+SEEDS-1 (to split a run)")
     parser.add_argument("--presets", default="defaults,notebook,shapes")
     parser.add_argument("--steps", type=int, help="override every preset's steps")
     parser.add_argument("--split", default="heldout", choices=("heldout", "train"),
@@ -116,7 +117,7 @@ def main() -> None:
         seconds = []
         for p, thing in enumerate(things):
             text = f"{'an' if thing.phrase()[0] in 'aeiou' else 'a'} {thing.phrase()}"
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 config = GenerationConfig.from_dict({**settings, "prompts": text, "seed": seed})
                 start = time.perf_counter()
                 gen = Generation(config, device="cpu", models=models)

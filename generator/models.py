@@ -99,7 +99,10 @@ def load_clip(name: str) -> ClipModel:
     if "=" in name:
         arch, file = (s.strip() for s in name.split("=", 1))
         return build_clip(arch, read_state_dict(file), name=name, sha256=sha256_file(Path(file)).hexdigest())
-    name = weights.clip_record_name(name)
+    names = weights.clip_record_names(name)
+    if len(names) != 1:
+        raise ConfigError(f"{name!r} names {len(names)} CLIP models ({', '.join(names)}); load them one by one")
+    name = names[0]
     if name not in weights.REGISTRY or weights.REGISTRY[name].kind != "clip":
         known = ", ".join([TINY] + sorted(k for k, r in weights.REGISTRY.items() if r.kind == "clip"))
         raise ConfigError(f"unknown CLIP model {name!r}; known: {known}, or ARCH=FILE")
@@ -135,10 +138,14 @@ class ModelCache:
 
     def clips(self, specs: str) -> list[tuple[ClipModel, float]]:
         out = []
+        from . import weights
+
         for spec in parse_clip_specs(specs):
-            if spec.name not in self._clips:
-                self._clips[spec.name] = load_clip(spec.name).to(self.device)
-            out.append((self._clips[spec.name], spec.weight))
+            names = (spec.name,) if spec.local_file else weights.clip_record_names(spec.name)
+            for name in names:  # a VQGAN's name stands for all the CLIPs made for it, each with the weight
+                if name not in self._clips:
+                    self._clips[name] = load_clip(name).to(self.device)
+                out.append((self._clips[name], spec.weight))
         return out
 
     def clear(self) -> None:

@@ -36,6 +36,7 @@ class WeightRecord:
     quick_gelu: bool = False        # CLIP: OpenAI weights need force_quick_gelu=True
     bundled: bool = False           # shipped inside the package (generator/pretrained/): no download
     recommended: dict | None = None  # generation settings that suit this model, for front ends to apply
+    clips: tuple[str, ...] = ()     # VQGAN: the CLIP records made for it, which `--clip NAME` guides with together
 
 
 # Preservation mirrors of the taming first-stage checkpoints on Hugging Face, pinned by revision
@@ -83,11 +84,11 @@ SHAPES_RECOMMENDED = {
 }
 
 
-def _bundled(name, kind, filename, sha256, size, description, *, config=None, arch=None):
+def _bundled(name, kind, filename, sha256, size, description, *, config=None, arch=None, clips=()):
     return WeightRecord(
         name=name, kind=kind, filename=filename, urls=(), sha256=sha256, size=size, description=description,
         source=SHAPES_SOURCE, config=config, arch=arch, tag="shapes" if arch else None, bundled=True,
-        recommended=SHAPES_RECOMMENDED if name != "shapes-judge" else None,
+        recommended=SHAPES_RECOMMENDED if name != "shapes-judge" else None, clips=clips,
     )
 
 
@@ -96,12 +97,17 @@ OPENAI = "OpenAI CLIP (MIT), converted to safetensors for open_clip by timm on H
 
 RECORDS = (
     _bundled("shapes", "vqgan", "shapes/vqgan_shapes.safetensors",
-             "109ccf99394fed974a7d80e14d5c795724ffc0f626bf70e349922a812c7bbac4", 518_510, SHAPES_DESCRIPTION,
+             "194d88e0326161efeabdbae379b4f0d953a1714e82435db7029bcb742fd9eec5", 518_510, SHAPES_DESCRIPTION,
              config=ConfigFile("shapes/vqgan_shapes.yaml", (),
-                               "9cd7448d8324ad9a82256ff15c7d079fe0259b155658f826479fffbdc16da5c5", 649)),
+                               "9cd7448d8324ad9a82256ff15c7d079fe0259b155658f826479fffbdc16da5c5", 649),
+             clips=("shapes-clip", "shapes-robust")),
     _bundled("shapes-clip", "clip", "shapes/clip_shapes.safetensors",
              "c9f9d36a49e89123ec104c667e35182e9af88b4b59a8d8328114214c813b3ebd", 15_576_154,
-             SHAPES_DESCRIPTION + " (`--clip shapes`)", arch="vqclip-shapes"),
+             SHAPES_DESCRIPTION + " (`--clip shapes` guides with it and shapes-robust)", arch="vqclip-shapes"),
+    _bundled("shapes-robust", "clip", "shapes/clip_shapes_robust.safetensors",
+             "0a78e1511ee3f68a7e00adb35aab6aad5ed1f3e5f9a8c8cd1603419436950503", 15_576_154,
+             SHAPES_DESCRIPTION + "; trained on adversarially perturbed scenes, so small pixel changes "
+             "barely move it (`--clip shapes` guides with it and shapes-clip)", arch="vqclip-shapes"),
     _bundled("shapes-judge", "clip", "shapes/clip_shapes_judge.safetensors",
              "7d8d2d2207a2dca96898a3111f2b73678fc05b859749604aa187fd2f17626e1d", 10_706_210,
              "Shapes demo judge CLIP (works offline): another architecture and seed, to score shapes images",

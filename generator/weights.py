@@ -23,7 +23,7 @@ from generator.errors import WeightsError
 from generator.weight_records import RECORDS, ConfigFile, WeightRecord
 
 __all__ = [
-    "ConfigFile", "WeightRecord", "REGISTRY", "get", "clip_record_name", "cache_dir", "path_for", "sha256_for", "config_path_for",
+    "ConfigFile", "WeightRecord", "REGISTRY", "get", "clip_record_names", "cache_dir", "path_for", "sha256_for", "config_path_for",
     "download", "import_file", "verify", "status", "OK", "RECORDED", "BAD", "MISSING", "BUILT_IN",
 ]
 
@@ -72,12 +72,13 @@ def recommended_settings(vqgan: str) -> dict:
     return dict(record.recommended or {}) if record is not None else {}
 
 
-def clip_record_name(name: str) -> str:
-    """The CLIP record for `name`: itself, or NAME-clip where NAME is a VQGAN's (`--clip shapes`)."""
+def clip_record_names(name: str) -> tuple[str, ...]:
+    """The CLIP records `name` stands for: itself, or the CLIPs made for the VQGAN called `name`
+    (`--clip shapes` guides with both shapes CLIPs)."""
     record = REGISTRY.get(name)
-    if record is not None and record.kind != "clip" and f"{name}-clip" in REGISTRY:
-        return f"{name}-clip"
-    return name
+    if record is not None and record.kind == "vqgan" and record.clips:
+        return record.clips
+    return (name,)
 
 
 def cache_dir() -> Path:

@@ -52,7 +52,8 @@ def state(name: str) -> str:
     return min((s for _, s, _ in weights.status(name)), key=order.index)
 
 
-DEMO_PAIR = ("shapes", "shapes-clip")  # bundled with the package: always there, no download
+# bundled with the package: always there, no download; the demo guides with both of its CLIPs
+DEMO_PAIR = ("shapes", ",".join(weights.REGISTRY["shapes"].clips))
 
 
 def default_pair() -> tuple[str, str, bool]:
@@ -60,7 +61,7 @@ def default_pair() -> tuple[str, str, bool]:
     test pair if even that is damaged)."""
     config = GenerationConfig()
     for pair in ((config.vqgan, config.clip), DEMO_PAIR):
-        if all(n in weights.REGISTRY and state(n) in READY for n in pair):
+        if all(n in weights.REGISTRY and state(n) in READY for n in (pair[0], *pair[1].split(","))):
             return *pair, pair == (config.vqgan, config.clip)
     return "tiny", "tiny", False
 

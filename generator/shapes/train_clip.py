@@ -14,7 +14,9 @@ text negatives. Negatives are extra images that no caption matches, so every cap
 above them: `shuffle` (a scene cut into tiles and shuffled: its colours, not its shapes), `confetti`
 (many small blobs), `blobs` (a few jagged blobs of one colour: what the loop draws when it fools its
 guide), with --vqgan NAME|FILE, images decoded from random codes, and with --loop-negatives FILE, images
-the loop drew and the checker rejected (`generator.shapes.loop_negatives`). Writes
+the loop drew and the checker rejected (`generator.shapes.loop_negatives`). With --adv-eps, the positives
+are moved adversarially first (`adversarial`), which makes a robust model (`shapes-robust`); --adv-clean
+trains on the clean positives too. Writes
 OUT/clip_<arch>.safetensors (fp16; token embeddings of words the world never uses are zeroed, so the
 file compresses well) at every evaluation, and prints the held-out figures of `evaluate`.
 """
@@ -248,7 +250,7 @@ def load_cache(directory: Path, n: int, seed: int, tokenizer, vqgan: str | None)
 
 def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: list[str], seed: int,
           lr: float, text_negatives: int, eval_every: float, out: Path, arch: str, hard_weight: float = 0.0,
-          adv_eps: float = 0.0, adv_steps: int = 3):
+          adv_eps: float = 0.0, adv_steps: int = 3, adv_clean: bool = False):
     torch.manual_seed(seed)
     gen, rng = torch.Generator().manual_seed(seed), random.Random(seed)
     model = clip.model.train().requires_grad_(True)
@@ -280,12 +282,18 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
         if adv_eps:
             with torch.no_grad():
                 txt_fixed = encode_text(model, txt_tokens)
-            parts[0] = adversarial(clip, parts[0], txt_fixed, txt_tokens, batch, scale.detach(), adv_eps, adv_steps, gen)
+            moved = adversarial(clip, parts[0], txt_fixed, txt_tokens, batch, scale.detach(), adv_eps, adv_steps, gen)
+            parts = parts + [moved] if adv_clean else [moved] + parts[1:]
         img_emb = clip.encode_image(torch.cat(parts))
         txt_emb = encode_text(model, txt_tokens)
-        loss = contrastive_loss(img_emb, txt_emb, txt_tokens, batch, scale)
-        if hard_weight and text_negatives:
-            loss = loss + hard_weight * hard_negative_loss(img_emb[:batch], txt_emb, batch, scale)
+        # with adv_clean, the clean positives and then the moved ones, each beside the same negatives
+        views = [img_emb[:-batch], torch.cat([img_emb[-batch:], img_emb[batch:-batch]])] if adv_eps and adv_clean \
+            else [img_emb]
+        loss = 0
+        for view in views:
+            loss = loss + contrastive_loss(view, txt_emb, txt_tokens, batch, scale)
+            if hard_weight and text_negatives:
+                loss = loss + hard_weight * hard_negative_loss(view[:batch], txt_emb, batch, scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -381,6 +389,8 @@ def main() -> None:
     parser.add_argument("--adv-eps", type=float, default=0.0,
                         help="train on adversarial positives within this L2 radius per 64x64 image (0: off)")
     parser.add_argument("--adv-steps", type=int, default=3, help="gradient steps of each adversarial search")
+    parser.add_argument("--adv-clean", action="store_true",
+                        help="train on the clean positives too, beside the adversarial ones (keeps clean accuracy)")
     parser.add_argument("--eval-every", type=float, default=10.0, help="minutes between checkpoints + evaluations")
     parser.add_argument("--seed", type=int, default=0, help="initial weights and batch order")
     parser.add_argument("--threads", type=int, default=1)
@@ -410,7 +420,7 @@ def main() -> None:
             cache["loop"] = torch.cat([torch.load(f) for f in args.loop_negatives])
         train(clip, cache, args.minutes, args.batch, args.n_neg, negatives, args.seed, args.lr,
               args.text_negatives, args.eval_every, args.out, args.arch, args.hard_weight,
-              args.adv_eps, args.adv_steps)
+              args.adv_eps, args.adv_steps, args.adv_clean)
         print("saved", save(clip, args.arch, args.out), flush=True)
     print("held-out:", evaluate(clip), flush=True)
 

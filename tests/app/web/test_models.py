@@ -19,21 +19,21 @@ def no_real_weights(tmp_path, monkeypatch):
 
 def test_the_shapes_pair_is_labelled_as_the_demo():
     assert (DEMO, "shapes") in models.choices("vqgan")
-    assert (DEMO, "shapes-clip") in models.choices("clip")
+    assert (DEMO, "shapes-clip") in models.choices("clip") and (DEMO, "shapes-robust") in models.choices("clip")
     assert all(DEMO not in label for label, name in models.choices("clip") if name == "shapes-judge")
 
 
 def test_without_the_real_weights_the_demo_is_selected_with_its_settings(no_real_weights):
     vqgan, clip, real = models.default_pair()
-    assert (vqgan, clip, real) == ("shapes", "shapes-clip", False)
+    assert (vqgan, clip, real) == ("shapes", "shapes-clip,shapes-robust", False)
     start = form.defaults(vqgan, clip, real)
     preset = weights.get("shapes").recommended
     for key in ("width", "height", "steps", "cutn", "cut_pow", "lr", "augmentations"):
         assert start[key] == preset[key], key
-    assert start["preset"] == "Tiny · 64×64 (quick test)" and start["clip"] == ["shapes-clip"]
+    assert start["preset"] == "Tiny · 64×64 (quick test)" and start["clip"] == ["shapes-clip", "shapes-robust"]
     config = form.to_config({**start, "prompt": "a large blue circle on the left"}, None, None, Limits(),
                             check_weights=True)
-    assert (config["vqgan"], config["clip"], config["lr"]) == ("shapes", "shapes-clip", preset["lr"])
+    assert (config["vqgan"], config["clip"], config["lr"]) == ("shapes", "shapes-clip,shapes-robust", preset["lr"])
     assert config["init_colour"] == preset["init_colour"] == "#808080"  # the demo's flat grey start
 
 

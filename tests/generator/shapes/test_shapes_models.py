@@ -15,7 +15,7 @@ def shapes_models():
     return ModelCache("cpu")
 
 
-@pytest.mark.parametrize("name", ["shapes", "shapes-clip", "shapes-judge"])
+@pytest.mark.parametrize("name", ["shapes", "shapes-clip", "shapes-robust", "shapes-judge"])
 def test_bundled_weights_verify_without_download(name):
     record = weights.get(name)
     assert record.bundled and record.urls == () and record.sha256
@@ -37,10 +37,21 @@ def test_fp16_weights_load_into_fp32_models_through_the_strict_loaders():
     assert sha256 == weights.get("shapes").sha256
     assert vqgan.config.quantizer == "cosine" and vqgan.config.norm == "none"
     assert all(p.dtype == torch.float32 for p in vqgan.parameters())
-    clip = load_clip("shapes")  # the CLIP of the pair, by the VQGAN's name
-    assert clip.name == "shapes-clip" and clip.input_size == 64
-    assert all(p.dtype == torch.float32 for p in clip.model.parameters())
-    assert load_clip("shapes-judge").input_size == 64
+    for name in ("shapes-clip", "shapes-robust", "shapes-judge"):
+        clip = load_clip(name)
+        assert clip.name == name and clip.input_size == 64
+        assert all(p.dtype == torch.float32 for p in clip.model.parameters())
+
+
+def test_the_vqgans_name_as_clip_guides_with_every_clip_made_for_it():
+    """`--clip shapes` is the pair's two CLIPs, each with the spec's weight; one model can't be both."""
+    from generator.errors import ConfigError
+    from generator.models import ModelCache
+
+    clips = ModelCache("cpu").clips("shapes:2,shapes-judge")
+    assert [(c.name, w) for c, w in clips] == [("shapes-clip", 2.0), ("shapes-robust", 2.0), ("shapes-judge", 1.0)]
+    with pytest.raises(ConfigError, match="'shapes' names 2 CLIP models"):
+        load_clip("shapes")
 
 
 def test_a_red_square_comes_out_red(shapes_models):
