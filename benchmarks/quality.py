@@ -104,8 +104,8 @@ def main() -> None:
     models = ModelCache("cpu")
     judge = models.clips("shapes-judge")[0][0]
     things = prompts(args.prompts, args.split)
-    print(f"{len(things)} {args.split} prompts x {args.seeds} seeds, e.g. {things[0].phrase()!r}; torch threads {args.threads}; "
-          f"VQGAN {args.vqgan}, CLIP {args.clip}")
+    print(f"{len(things)} {args.split} prompts x {args.seeds} seeds, e.g. {things[0].phrase()!r}; "
+          f"torch threads {args.threads}; VQGAN {args.vqgan}, CLIP {args.clip}")
     print("| preset | steps | checker colour | shape | position | size | all | judge colour | shape | position "
           "| guide colour | shape | position | s/image |")
     print("|---" * 14 + "|")

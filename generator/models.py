@@ -137,12 +137,12 @@ class ModelCache:
         self._clips[name] = clip.to(self.device)
 
     def clips(self, specs: str) -> list[tuple[ClipModel, float]]:
-        out = []
         from . import weights
 
+        out = []
         for spec in parse_clip_specs(specs):
-            names = (spec.name,) if spec.local_file else weights.clip_record_names(spec.name)
-            for name in names:  # a VQGAN's name stands for all the CLIPs made for it, each with the weight
+            # a VQGAN's name stands for all the CLIPs made for it, each with the spec's weight
+            for name in weights.clip_record_names(spec.name):
                 if name not in self._clips:
                     self._clips[name] = load_clip(name).to(self.device)
                 out.append((self._clips[name], spec.weight))

@@ -48,8 +48,8 @@ def defaults(vqgan: str, clip: str, real: bool) -> dict:
     config = GenerationConfig()
     width, height = (config.width, config.height) if real else (64, 64)
     values = dict(prompt="", width=width, height=height, steps=config.steps if real else 50, seed=config.seed,
-                  vqgan=vqgan, clip=[c for c in clip.split(",") if c], cutn=config.cutn, cut_pow=config.cut_pow, lr=config.lr,
-                  optimizer=config.optimizer, augmentations=list(config.augmentations),
+                  vqgan=vqgan, clip=[c for c in clip.split(",") if c], cutn=config.cutn, cut_pow=config.cut_pow,
+                  lr=config.lr, optimizer=config.optimizer, augmentations=list(config.augmentations),
                   init_weight=config.init_weight, video=True)
     values.update((k, v) for k, v in recommended_settings(vqgan).items() if k in values)
     return {**values, "preset": preset_for(values["width"], values["height"])}

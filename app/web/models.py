@@ -74,8 +74,8 @@ def banner(real: bool, vqgan: str = DEMO_PAIR[0]) -> str:
     if vqgan == DEMO_PAIR[0]:
         picked = (f"so the **{label(weights.REGISTRY[vqgan])}** is selected, with its recommended settings. It is "
                   f"a small VQGAN and two small CLIPs trained only on drawn shapes (circles, squares, triangles, "
-                  f"stars and crosses in eight colours): try \"a large blue circle on the left\". It cannot draw anything "
-                  f"else, and its shapes are still rough.")
+                  f"stars and crosses in eight colours): try \"a large blue circle on the left\". It cannot draw "
+                  f"anything else, and its shapes are still rough.")
     else:
         picked = "so the tiny test models are selected: they run anywhere but make meaningless images."
     return (f"**The real models are not downloaded yet**, {picked} To get the real ones, use the **Models** tab "

@@ -147,9 +147,11 @@ def adversarial(clip, x: torch.Tensor, txt: torch.Tensor, tokens: torch.Tensor, 
     (projected gradient ascent on the contrastive and hard-caption losses, from a random start). Training
     on these makes the image tower robust, and a robust model's pixel gradients point at what the caption
     names (Santurkar et al. 2019): what the loop follows. txt: the step's caption embeddings, detached."""
+    def norm(d):  # per image, shaped to broadcast over it
+        return d.flatten(1).norm(dim=1).clamp(min=1e-12).view(-1, 1, 1, 1)
+
     def project(d):
-        norm = d.flatten(1).norm(dim=1).clamp(min=1e-12).view(-1, 1, 1, 1)
-        return d * (eps / norm).clamp(max=1)
+        return d * (eps / norm(d)).clamp(max=1)
 
     delta = project(torch.randn(x.shape, generator=gen) * eps / math.sqrt(x[0].numel()))
     alpha = 2.5 * eps / steps
@@ -160,8 +162,7 @@ def adversarial(clip, x: torch.Tensor, txt: torch.Tensor, tokens: torch.Tensor, 
         if len(txt) > n_pos:
             loss = loss + hard_negative_loss(img, txt, n_pos, scale)
         (grad,) = torch.autograd.grad(loss, delta)
-        norm = grad.flatten(1).norm(dim=1).clamp(min=1e-12).view(-1, 1, 1, 1)
-        delta = project(delta.detach() + alpha * grad / norm)
+        delta = project(delta.detach() + alpha * grad / norm(grad))
     return (x + delta).clamp(0, 1).detach()
 
 
