@@ -209,11 +209,11 @@ def tokenize(tokenizer, texts: list[str]) -> torch.Tensor:
     return table[[index[t] for t in texts]]
 
 
-def render_cache(n: int, seed: int, tokenizer, vqgan: str | None, pool: int = 2048) -> dict:
-    """n training scenes of World("train", seed) as uint8 [n, 64, 64, 3], their tokenized captions [n, L]
+def render_cache(n: int, seed: int, tokenizer, vqgan: str | None, pool: int = 2048, split: str = "train") -> dict:
+    """n training scenes of World(split, seed) as uint8 [n, 64, 64, 3], their tokenized captions [n, L]
     and hard text negatives [n, 3, L] (`altered_captions`), and pools of
     negative images."""
-    world, rng = World("train", seed=seed), random.Random(seed)
+    world, rng = World(split, seed=seed), random.Random(seed)
     images, captions, hard = np.empty((n, 64, 64, 3), np.uint8), [], []
     for start in range(0, n, 1000):
         batch, scenes = world.batch(start, min(1000, n - start))
@@ -236,13 +236,13 @@ def add_blobs(cache: dict, seed: int, pool: int = 2048) -> None:
     cache["blobs"] = torch.from_numpy(blobs(pool, random.Random(seed + 1), backgrounds))
 
 
-def load_cache(directory: Path, n: int, seed: int, tokenizer, vqgan: str | None) -> dict:
-    path = directory / f"shapes_train_v2_seed{seed}_{n}{'_vqgan' if vqgan else ''}.pt"
+def load_cache(directory: Path, n: int, seed: int, tokenizer, vqgan: str | None, split: str = "train") -> dict:
+    path = directory / f"shapes_{split}_v2_seed{seed}_{n}{'_vqgan' if vqgan else ''}.pt"
     if path.is_file():
         cache = torch.load(path)
     else:
         start = time.time()
-        cache = render_cache(n, seed, tokenizer, vqgan)
+        cache = render_cache(n, seed, tokenizer, vqgan, split=split)
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(cache, path)
         print(f"rendered {n} scenes into {path} in {time.time() - start:.0f}s", flush=True)
@@ -383,6 +383,9 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=40000, help="training scenes in the cache")
     parser.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
     parser.add_argument("--data-seed", type=int, default=0, help="the training world's seed")
+    parser.add_argument("--split", default="train", choices=("train", "all"),
+                        help="the world's split to train on: 'all' (every colour/shape pair) only for the judge, "
+                             "which scores held-out prompts and guides nothing")
     parser.add_argument("--init", help="fine-tune from this checkpoint")
     parser.add_argument("--loop-negatives", type=Path, nargs="+",
                         help="files of generator.shapes.loop_negatives: adds the 'loop' negatives")
@@ -414,7 +417,7 @@ def main() -> None:
         state = {k: v.float() for k, v in read_state_dict(args.init).items()} if args.init else None
         clip = build_clip(args.arch, state, seed=args.seed)
         cache = load_cache(args.cache_dir, args.scenes, args.data_seed, clip.tokenizer,
-                           args.vqgan if "vqgan" in negatives else None)
+                           args.vqgan if "vqgan" in negatives else None, args.split)
         if "blobs" in negatives:
             add_blobs(cache, args.data_seed)
         if args.loop_negatives:

@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import argparse
 import math
+import random
 import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from generator.clip import quiet
 from generator.vqgan import VQGAN, VQGANConfig
 
-from .world import World, to_tensor
+from .world import World, off_palette_colour, render, to_tensor
 
 CONFIG = Path(__file__).resolve().parents[1] / "pretrained" / "shapes" / "vqgan_shapes.yaml"
 
@@ -59,8 +61,23 @@ def restart_codes(model: VQGAN, usage: torch.Tensor, flat: torch.Tensor, gen: to
     return len(dead)
 
 
+def scenes(world: World, index: int, n: int, recolour: float) -> torch.Tensor:
+    """Scenes index..index+n-1 in [-1, 1]; each, with probability `recolour`, redrawn with its shapes in
+    random colours off the palette (`off_palette_colour`), so that outlines are learnt apart from the
+    palette colours they come in (and a held-out pair is still never seen)."""
+    images, records = world.batch(index, n)
+    if recolour:
+        images = images.copy()
+        for i, scene in enumerate(records):
+            rng = random.Random(f"recolour:{world.seed}:{index + i}")
+            if rng.random() < recolour:
+                fills = [off_palette_colour(rng, scene.background) for _ in scene.things]
+                images[i] = np.asarray(render(scene.things, scene.background, rng, fills))
+    return to_tensor(images) * 2 - 1
+
+
 def train(minutes: float, batch: int, seed: int, init: str | None = None, lr_max: float = 1e-3,
-          crop: int = 64, edge_weight: float = 0.0, log_every: int = 50) -> VQGAN:
+          crop: int = 64, edge_weight: float = 0.0, recolour: float = 0.0, log_every: int = 50) -> VQGAN:
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     world = World("train", seed=seed)
@@ -86,7 +103,7 @@ def train(minutes: float, batch: int, seed: int, init: str | None = None, lr_max
         lr = lr_max * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * elapsed / budget)))
         for group in opt.param_groups:
             group["lr"] = lr
-        x = to_tensor(world.batch(index, batch)[0]) * 2 - 1
+        x = scenes(world, index, batch, recolour)
         index += batch
         if crop < 64:  # the model is convolutional: crops teach it the same for a quarter of the compute
             top, left = torch.randint(0, 64 - crop + 1, (2,), generator=gen).tolist()
@@ -161,6 +178,8 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=64, help="train on random crops of this side")
     parser.add_argument("--edge-weight", type=float, default=0.0,
                         help="weight of an L1 loss on pixel differences (outlines), beside L1 + MSE")
+    parser.add_argument("--recolour", type=float, default=0.0,
+                        help="fraction of scenes whose shapes are redrawn in random off-palette colours")
     parser.add_argument("--eval-only", action="store_true", help="measure OUT/vqgan_shapes.safetensors")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -169,7 +188,8 @@ def main() -> None:
 
         model, _ = load_vqgan(str(args.out / "vqgan_shapes.safetensors"))
     else:
-        model = train(args.minutes, args.batch, args.seed, args.init, args.lr, args.crop, args.edge_weight)
+        model = train(args.minutes, args.batch, args.seed, args.init, args.lr, args.crop, args.edge_weight,
+                      args.recolour)
         print("saved", save(model, args.out), flush=True)
     print("held-out:", evaluate(model), flush=True)
 

@@ -34,7 +34,7 @@ POSITION_PHRASES = {"left": "on the left", "right": "on the right", "top": "at t
 PAIRS = (("left", "right"), ("top", "bottom"))
 # One shape per colour is never drawn in that colour in training: 8 of the 40 colour/shape pairs.
 HELD_OUT = frozenset((c, SHAPES[(2 * i + 1) % len(SHAPES)]) for i, c in enumerate(COLOURS))
-SPLITS = ("train", "heldout")
+SPLITS = ("train", "heldout", "all")  # "all": any pair (for the judge, which must know every one)
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,15 @@ def muted_background(rng: random.Random) -> tuple[int, int, int]:
             return rgb
 
 
+def off_palette_colour(rng: random.Random, background, away: float = 60.0) -> tuple[int, int, int]:
+    """A random colour at least `away` from every palette colour and from `background`: recoloured
+    shapes show a model outlines in colours the captions never name, and never a held-out pair."""
+    while True:
+        rgb = tuple(rng.randrange(256) for _ in range(3))
+        if min(math.dist(rgb, p) for p in [*PALETTE.values(), background]) > away:
+            return rgb
+
+
 def shape_polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]] | None:
     """Vertices of an upright shape of circumradius r (None for a circle)."""
     if shape == "square":
@@ -113,21 +122,23 @@ def shape_polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[floa
     return None
 
 
-def render(things, background, rng: random.Random | None = None) -> Image.Image:
-    """Draw the things on a flat background, with a pixel or two of positional jitter."""
+def render(things, background, rng: random.Random | None = None, fills=None) -> Image.Image:
+    """Draw the things on a flat background, with a pixel or two of positional jitter; `fills`, one RGB
+    per thing, overrides their palette colours."""
     rng = rng or random.Random(0)
+    fills = fills or [PALETTE[t.colour] for t in things]
     s = SUPERSAMPLE
     canvas = Image.new("RGB", (SIZE * s, SIZE * s), background)
     draw = ImageDraw.Draw(canvas)
-    for t in things:
+    for t, fill in zip(things, fills):
         x, y = POSITIONS[t.position]
         x, y = (x + rng.uniform(-1.5, 1.5)) * s, (y + rng.uniform(-1.5, 1.5)) * s
         r = SIZES[t.size] * rng.uniform(0.93, 1.07) * s
         poly = shape_polygon(t.shape, x, y, r)
         if poly is None:
-            draw.ellipse([x - r * 0.9, y - r * 0.9, x + r * 0.9, y + r * 0.9], fill=PALETTE[t.colour])
+            draw.ellipse([x - r * 0.9, y - r * 0.9, x + r * 0.9, y + r * 0.9], fill=fill)
         else:
-            draw.polygon(poly, fill=PALETTE[t.colour])
+            draw.polygon(poly, fill=fill)
     return canvas.resize((SIZE, SIZE), Image.BOX)
 
 
@@ -139,20 +150,20 @@ class World:
             raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
         self.split, self.seed, self.two = split, seed, two_shape_fraction
 
-    def _thing(self, rng: random.Random, position: str, held: bool) -> Thing:
+    def _thing(self, rng: random.Random, position: str, held: bool | None) -> Thing:
         while True:
             colour, shape = rng.choice(COLOURS), rng.choice(SHAPES)
-            if ((colour, shape) in HELD_OUT) == held:
+            if held is None or ((colour, shape) in HELD_OUT) == held:
                 return Thing(colour, shape, rng.choice(tuple(SIZES)), position)
 
     def things(self, rng: random.Random) -> tuple[Thing, ...]:
-        held = self.split == "heldout"
+        held = {"train": False, "heldout": True, "all": None}[self.split]
         if rng.random() < self.two:
             first, second = rng.choice(PAIRS)
             if rng.random() < 0.5:
                 first, second = second, first
             # in a held-out scene only the first-named thing is an unseen pair
-            return self._thing(rng, first, held), self._thing(rng, second, False)
+            return self._thing(rng, first, held), self._thing(rng, second, None if held is None else False)
         return (self._thing(rng, rng.choice(tuple(POSITIONS)), held),)
 
     def scene(self, index: int) -> Scene:

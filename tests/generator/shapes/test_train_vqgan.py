@@ -21,3 +21,27 @@ def test_outline_loss_is_zero_on_a_copy_and_counts_a_blunted_star_more_than_a_fl
     # fewer pixels (L1 ~0.007) but its outline, and the outline loss is as large as the plain L1 there
     assert edge_loss(star + 0.05, star) < 1e-6
     assert edge_loss(circle, star) > 0.5 * torch.nn.functional.l1_loss(circle, star) > 0.002
+
+
+def test_recolouring_redraws_about_that_fraction_of_scenes_off_the_palette_and_is_repeatable():
+    import numpy as np
+
+    from generator.shapes.checker import read_scene
+    from generator.shapes.train_vqgan import scenes
+    from generator.shapes.world import PALETTE, World
+
+    world = World("train", seed=3)
+    plain, mixed = scenes(world, 0, 64, 0.0), scenes(world, 0, 64, 0.5)
+    assert torch.equal(mixed, scenes(world, 0, 64, 0.5))
+    changed = [i for i in range(64) if not torch.equal(plain[i], mixed[i])]
+    assert 16 <= len(changed) <= 48
+    for i in changed:  # same background, shapes in the same places, in colours far from the palette's
+        a = ((plain[i] + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+        b = ((mixed[i] + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+        assert np.array_equal(a[0], b[0])
+        inside = np.abs(a.astype(int) - b.astype(int)).sum(-1) > 0
+        assert inside.any()
+        rgb = b[inside].reshape(-1, 3).astype(float)
+        core = np.median(rgb, 0)
+        assert min(np.linalg.norm(core - np.array(p)) for p in PALETTE.values()) > 40
+    assert torch.equal(plain, scenes(world, 0, 64, 0.0)) and len(read_scene(a)) >= 1

@@ -36,3 +36,25 @@ def test_checker_reads_a_red_square_on_the_left():
 def test_checker_finds_nothing_on_a_blank_image():
     assert read_scene(np.full((64, 64, 3), 128, np.uint8)) == []
     assert len(PALETTE) == 8
+
+
+def test_the_all_split_holds_both_held_out_and_training_pairs_and_is_its_own_world():
+    pairs = [(t.colour, t.shape) for i in range(300) for t in World("all").scene(i).things]
+    held = sum(p in HELD_OUT for p in pairs)
+    assert 0.05 < held / len(pairs) < 0.4  # 8 of 40 pairs: about 20%
+    assert [World("all").scene(i).caption for i in range(5)] != [World("train").scene(i).caption for i in range(5)]
+
+
+def test_fills_override_the_palette_and_off_palette_colours_stay_away_from_it():
+    import math
+    import random
+
+    from generator.shapes.world import off_palette_colour
+
+    thing = Thing("red", "square", "large", "centre")
+    image = np.asarray(render([thing], (120, 120, 120), fills=[(10, 200, 200)]))
+    assert tuple(image[32, 32]) == (10, 200, 200)
+    rng = random.Random(0)
+    colours = [off_palette_colour(rng, (120, 120, 120)) for _ in range(200)]
+    assert min(math.dist(c, p) for c in colours for p in [*PALETTE.values(), (120, 120, 120)]) > 60
+    assert len(set(colours)) == 200
