@@ -26,6 +26,7 @@ from .clip import parse_clip_specs
 from .config import GenerationConfig
 from .engine import Generation, StepRecord
 from .errors import ConfigError
+from .weights import clip_record_names
 
 BATCH_FIELDS = ("vqgan", "clip", "width", "height", "cutn", "precision", "checkpoint_decoder", "compile")
 
@@ -33,14 +34,15 @@ BATCH_FIELDS = ("vqgan", "clip", "width", "height", "cutn", "precision", "checkp
 def batch_key(config: GenerationConfig) -> tuple:
     """What configs must share to run in one batch: same models, size, cutouts and precision.
 
-    CLIP weights are left out (each member weighs its own losses); only the models and their order count.
+    CLIP weights are left out (each member weighs its own losses); only the models and their order count,
+    with a VQGAN's name for its CLIPs expanded (`--clip shapes` batches with `--clip shapes-clip,shapes-robust`).
     """
     return tuple(_key_value(config, name) for name in BATCH_FIELDS)
 
 
 def _key_value(config: GenerationConfig, name: str):
     if name == "clip":
-        return tuple(spec.name for spec in parse_clip_specs(config.clip))
+        return tuple(name for spec in parse_clip_specs(config.clip) for name in clip_record_names(spec.name))
     return getattr(config, name)
 
 

@@ -103,6 +103,11 @@ def test_batch_key_names_what_must_match():
     for change in (dict(width=32), dict(height=32), dict(cutn=4), dict(clip="tiny,tiny"), dict(precision="fp32"),
                    dict(vqgan="other"), dict(checkpoint_decoder=True)):
         assert batch_key(base) != batch_key(base.replace(**change)), change
+    # a VQGAN's name for its CLIPs is the CLIPs themselves, whatever their weights
+    shapes = base.replace(vqgan="shapes", clip="shapes")
+    assert batch_key(shapes) == batch_key(shapes.replace(clip="shapes-clip:2,shapes-robust"))
+    assert batch_key(shapes) != batch_key(shapes.replace(clip="shapes-robust,shapes-clip"))
+    assert batch_key(shapes) != batch_key(shapes.replace(clip="shapes-clip"))
 
 
 def test_incompatible_members_are_refused_with_a_clear_error(models):
