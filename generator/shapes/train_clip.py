@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from generator.clip import build_clip
 from generator.vit import _block
 
-from .world import (COLOURS, HELD_OUT, PALETTE, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, World, full_caption,
-                    muted_background, to_tensor)
+from .world import (COLOURS, HELD_OUT, PALETTE, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, World, caption_for,
+                    full_caption, muted_background, off_palette_colour, render, to_tensor)
 
 NEGATIVE_KINDS = ("shuffle", "confetti", "vqgan", "blobs", "loop")
 
@@ -209,10 +209,34 @@ def tokenize(tokenizer, texts: list[str]) -> torch.Tensor:
     return table[[index[t] for t in texts]]
 
 
-def render_cache(n: int, seed: int, tokenizer, vqgan: str | None, pool: int = 2048, split: str = "train") -> dict:
+def recoloured(world: World, index: int, scene, fraction: float):
+    """None, or (with probability `fraction`) scene `index` redrawn with its shapes in random colours off
+    the palette, its caption and three altered captions (shape or position changed) without colour
+    words: shape is then learnt apart from the colours it comes in, and no held-out pair is ever named."""
+    rng = random.Random(f"recolour:{world.split}:{world.seed}:{index}")
+    if rng.random() >= fraction:
+        return None
+    fills = [off_palette_colour(rng, scene.background) for _ in scene.things]
+    image = np.asarray(render(scene.things, scene.background, rng, fills))
+    first, rest = scene.things[0], list(scene.things[1:])
+    template = rng.random()  # every caption in the same template, with the same words left out
+    wording = random.Random(template)
+    wording.random()
+    mentions_position = wording.random() < 0.75  # as caption_for draws it
+    shapes = rng.sample([v for v in SHAPES if v != first.shape], 3)
+    altered = [dataclasses.replace(first, shape=v) for v in shapes]
+    if mentions_position:
+        taken = {t.position for t in rest} | {first.position}
+        altered[0] = dataclasses.replace(first, position=rng.choice([p for p in POSITIONS if p not in taken]))
+    captions = [caption_for([t] + rest, random.Random(template), with_colour=False) for t in [first] + altered]
+    return image, captions[0], captions[1:]
+
+
+def render_cache(n: int, seed: int, tokenizer, vqgan: str | None, pool: int = 2048, split: str = "train",
+                 recolour: float = 0.0) -> dict:
     """n training scenes of World(split, seed) as uint8 [n, 64, 64, 3], their tokenized captions [n, L]
-    and hard text negatives [n, 3, L] (`altered_captions`), and pools of
-    negative images."""
+    and hard text negatives [n, 3, L] (`altered_captions`; a fraction `recolour` of them `recoloured`),
+    and pools of negative images."""
     world, rng = World(split, seed=seed), random.Random(seed)
     images, captions, hard = np.empty((n, 64, 64, 3), np.uint8), [], []
     for start in range(0, n, 1000):
@@ -220,6 +244,10 @@ def render_cache(n: int, seed: int, tokenizer, vqgan: str | None, pool: int = 20
         images[start:start + len(batch)] = batch
         captions += [s.caption for s in scenes]
         hard += altered_captions(world, start, scenes, rng)
+        for i, scene in enumerate(scenes, start):
+            redrawn = recoloured(world, i, scene, recolour) if recolour else None
+            if redrawn:
+                images[i], captions[i], hard[3 * i:3 * i + 3] = redrawn
     cache = {"images": torch.from_numpy(images), "tokens": tokenize(tokenizer, captions),
              "hard": tokenize(tokenizer, hard).view(n, 3, -1), "confetti": torch.from_numpy(confetti(pool, rng))}
     if vqgan:
@@ -236,13 +264,15 @@ def add_blobs(cache: dict, seed: int, pool: int = 2048) -> None:
     cache["blobs"] = torch.from_numpy(blobs(pool, random.Random(seed + 1), backgrounds))
 
 
-def load_cache(directory: Path, n: int, seed: int, tokenizer, vqgan: str | None, split: str = "train") -> dict:
-    path = directory / f"shapes_{split}_v2_seed{seed}_{n}{'_vqgan' if vqgan else ''}.pt"
+def load_cache(directory: Path, n: int, seed: int, tokenizer, vqgan: str | None, split: str = "train",
+               recolour: float = 0.0) -> dict:
+    path = directory / (f"shapes_{split}_v2_seed{seed}_{n}{'_vqgan' if vqgan else ''}"
+                        f"{f'_recolour{recolour:g}' if recolour else ''}.pt")
     if path.is_file():
         cache = torch.load(path)
     else:
         start = time.time()
-        cache = render_cache(n, seed, tokenizer, vqgan, split=split)
+        cache = render_cache(n, seed, tokenizer, vqgan, split=split, recolour=recolour)
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(cache, path)
         print(f"rendered {n} scenes into {path} in {time.time() - start:.0f}s", flush=True)
@@ -386,6 +416,8 @@ def main() -> None:
     parser.add_argument("--split", default="train", choices=("train", "all"),
                         help="the world's split to train on: 'all' (every colour/shape pair) only for the judge, "
                              "which scores held-out prompts and guides nothing")
+    parser.add_argument("--recolour", type=float, default=0.0,
+                        help="fraction of scenes redrawn off the palette and captioned without colour words")
     parser.add_argument("--init", help="fine-tune from this checkpoint")
     parser.add_argument("--loop-negatives", type=Path, nargs="+",
                         help="files of generator.shapes.loop_negatives: adds the 'loop' negatives")
@@ -417,7 +449,7 @@ def main() -> None:
         state = {k: v.float() for k, v in read_state_dict(args.init).items()} if args.init else None
         clip = build_clip(args.arch, state, seed=args.seed)
         cache = load_cache(args.cache_dir, args.scenes, args.data_seed, clip.tokenizer,
-                           args.vqgan if "vqgan" in negatives else None, args.split)
+                           args.vqgan if "vqgan" in negatives else None, args.split, args.recolour)
         if "blobs" in negatives:
             add_blobs(cache, args.data_seed)
         if args.loop_negatives:

@@ -44,9 +44,9 @@ class Thing:
     size: str
     position: str
 
-    def phrase(self, with_size: bool = True, with_position: bool = True) -> str:
-        words = [self.size] if with_size else []
-        text = f"{' '.join(words + [self.colour, self.shape])}"
+    def phrase(self, with_size: bool = True, with_position: bool = True, with_colour: bool = True) -> str:
+        words = ([self.size] if with_size else []) + ([self.colour] if with_colour else [])
+        text = f"{' '.join(words + [self.shape])}"
         return text + (f" {POSITION_PHRASES[self.position]}" if with_position else "")
 
 
@@ -72,13 +72,14 @@ def full_caption(things) -> str:
     return " and ".join(parts)
 
 
-def caption_for(things, rng: random.Random) -> str:
-    """A caption from one of several templates; some leave out size or position, as people do."""
+def caption_for(things, rng: random.Random, with_colour: bool = True) -> str:
+    """A caption from one of several templates; some leave out size or position, as people do (and, for
+    shapes drawn off the palette, `with_colour=False`, the colour)."""
     with_size = rng.random() < 0.5
     with_position = rng.random() < 0.75
     parts = []
     for t in things:
-        p = t.phrase(with_size, with_position)
+        p = t.phrase(with_size, with_position, with_colour)
         parts.append(f"{article(p)} {p}")
     text = " and ".join(parts)
     return rng.choice(["{}", "{}", "a picture of {}", "{} on a plain background"]).format(text)

@@ -93,3 +93,35 @@ def test_adversarial_images_stay_in_the_ball_and_lower_the_true_captions_rank():
     assert moved.min() >= 0 and moved.max() <= 1
     assert (moved - x).flatten(1).norm(dim=1).max() <= 2.0 + 1e-4
     assert loss(moved) > loss(x) + 0.01
+
+
+
+def test_recoloured_scenes_are_drawn_off_the_palette_and_captioned_without_colour_in_one_template():
+    import numpy as np
+
+    from generator.shapes.train_clip import recoloured
+    from generator.shapes.world import COLOURS, PALETTE, SHAPES
+
+    world = World("train", seed=2)
+    redrawn = {i: recoloured(world, i, world.scene(i), 0.5) for i in range(60)}
+    assert 15 <= sum(r is not None for r in redrawn.values()) <= 45
+    assert all(recoloured(world, i, world.scene(i), 0.0) is None for i in range(20))
+    words = lambda text: set(text.split())  # noqa: E731
+    for i, r in redrawn.items():
+        if r is None:
+            continue
+        image, caption, altered = r
+        again = recoloured(world, i, world.scene(i), 0.5)
+        assert np.array_equal(image, again[0]) and (caption, altered) == again[1:]
+        scene = world.scene(i)
+        assert not words(caption) & set(COLOURS) and scene.things[0].shape in words(caption)
+        for text in altered:  # the same template and words; the first thing's shape or position changed
+            assert text != caption and not words(text) & set(COLOURS)
+            assert [w in text for w in ("picture", "background", "small", "large")] == \
+                   [w in caption for w in ("picture", "background", "small", "large")]
+        assert sum(words(t) & set(SHAPES) != words(caption) & set(SHAPES) for t in altered) >= 2
+        # the shapes' pixels (far from the background) are far from every palette colour
+        pixels = image.reshape(-1, 3).astype(float)
+        shape = pixels[np.linalg.norm(pixels - np.array(scene.background), axis=1) > 45]
+        core = np.median(shape, axis=0)
+        assert min(np.linalg.norm(core - np.array(c)) for c in PALETTE.values()) > 40, (i, core)
