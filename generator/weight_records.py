@@ -109,9 +109,10 @@ RECORDS = (
              SHAPES_DESCRIPTION + "; trained on adversarially perturbed scenes, so small pixel changes "
              "barely move it (`--clip shapes` guides with it and shapes-clip)", arch="vqclip-shapes"),
     _bundled("shapes-judge", "clip", "shapes/clip_shapes_judge.safetensors",
-             "7d8d2d2207a2dca96898a3111f2b73678fc05b859749604aa187fd2f17626e1d", 10_706_210,
-             "Shapes demo judge CLIP (works offline): another architecture and seed, to score shapes images",
-             arch="vqclip-shapes-judge"),
+             "676242c0e513f769a518f10ddb2252a260c352694b9b0cbc803477d5a5c22701", 12_675_096,
+             "Shapes demo judge CLIP (works offline): a small ResNet, not a ViT like the guides, trained on every "
+             "colour/shape pair; it only scores shapes images (benchmarks/quality.py) and never guides them",
+             arch="vqclip-shapes-judge-rn"),
     WeightRecord(
         name="tiny", kind="tiny", filename="", urls=(), sha256=None, size=None,
         description="tiny seeded VQGAN and CLIP the engine builds in memory for tests; no file",

@@ -2,7 +2,7 @@
 
     python -m generator.shapes.train_clip --arch vqclip-shapes --minutes 28 --batch 64 --n-neg 8 \
         --text-negatives 3 --hard-weight 1 --out runs/clip
-    python -m generator.shapes.train_clip --arch vqclip-shapes-judge --seed 1 ... --out runs/judge
+    python -m generator.shapes.train_clip --arch vqclip-shapes-judge-rn --split all --seed 21 ... --out runs/judge
 
 (the shipped models' exact commands: benchmarks/RESULTS.md, "Quality (shapes)").
 
