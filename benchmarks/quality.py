@@ -2,6 +2,7 @@
 scene checker (generator/shapes/checker.py) and by a second CLIP that did not guide the image.
 
     .venv/bin/python benchmarks/quality.py --prompts 12 --seeds 2 --presets defaults,notebook,shapes
+    .venv/bin/python benchmarks/quality.py --prompts 50 --seeds 1 --presets shapes --rescore runs/q   # re-judge a --save run
 
 Prompts are one-shape held-out scenes ("a large red star at the top": colour/shape pairs the models never
 saw in training). Per preset it prints, as a markdown table row: checker accuracy per attribute, the
@@ -97,6 +98,8 @@ def main() -> None:
                         help="prompts from held-out colour/shape pairs, or from pairs seen in training")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--save", type=Path, help="write each image here as PRESET_PROMPTNO_SEED.png")
+    parser.add_argument("--rescore", type=Path,
+                        help="judge the images a --save run wrote here instead of generating (s/image: 0)")
     parser.add_argument("--vqgan", default=BASE["vqgan"], help="a candidate VQGAN checkpoint (YAML beside it)")
     parser.add_argument("--clip", default=BASE["clip"], help="a candidate guiding CLIP, as ARCH=FILE")
     args = parser.parse_args()
@@ -119,14 +122,19 @@ def main() -> None:
             text = f"{'an' if thing.phrase()[0] in 'aeiou' else 'a'} {thing.phrase()}"
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 config = GenerationConfig.from_dict({**settings, "prompts": text, "seed": seed})
-                start = time.perf_counter()
-                gen = Generation(config, device="cpu", models=models)
-                image = gen.run()
-                seconds.append(time.perf_counter() - start)
+                if args.rescore:
+                    image, guide = Image.open(args.rescore / f"{name}_{p:02d}_{seed}.png").convert("RGB"), \
+                        models.clips(config.clip)[0][0]
+                    seconds.append(0.0)
+                else:
+                    start = time.perf_counter()
+                    gen = Generation(config, device="cpu", models=models)
+                    image, guide = gen.run(), gen.clips[0][0]
+                    seconds.append(time.perf_counter() - start)
                 c = check(image, thing)
                 tallies["checker"].append({**c, "all": all(c[a] for a in ("colour", "shape", "position"))})
                 tallies["judge"].append(attribute_top1(judge, image, thing))
-                tallies["guide"].append(attribute_top1(gen.clips[0][0], image, thing))
+                tallies["guide"].append(attribute_top1(guide, image, thing))
                 if args.save:
                     args.save.mkdir(parents=True, exist_ok=True)
                     image.save(args.save / f"{name}_{p:02d}_{seed}.png")
