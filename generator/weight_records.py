@@ -97,12 +97,12 @@ OPENAI = "OpenAI CLIP (MIT), converted to safetensors for open_clip by timm on H
 
 RECORDS = (
     _bundled("shapes", "vqgan", "shapes/vqgan_shapes.safetensors",
-             "194d88e0326161efeabdbae379b4f0d953a1714e82435db7029bcb742fd9eec5", 518_510, SHAPES_DESCRIPTION,
+             "120f23a7d28328e9729af0579b0129cf20278a821c5c7b3c77cbf9397ffec56d", 518_510, SHAPES_DESCRIPTION,
              config=ConfigFile("shapes/vqgan_shapes.yaml", (),
                                "9cd7448d8324ad9a82256ff15c7d079fe0259b155658f826479fffbdc16da5c5", 649),
              clips=("shapes-clip", "shapes-robust")),
     _bundled("shapes-clip", "clip", "shapes/clip_shapes.safetensors",
-             "c9f9d36a49e89123ec104c667e35182e9af88b4b59a8d8328114214c813b3ebd", 15_576_154,
+             "6c3f7c4594d3763ae41f6ef986cde8367c52c244bec3d2485845d31953564ac2", 15_576_154,
              SHAPES_DESCRIPTION + " (`--clip shapes` guides with it and shapes-robust)", arch="vqclip-shapes"),
     _bundled("shapes-robust", "clip", "shapes/clip_shapes_robust.safetensors",
              "0a78e1511ee3f68a7e00adb35aab6aad5ed1f3e5f9a8c8cd1603419436950503", 15_576_154,

@@ -16,7 +16,9 @@ above them: `shuffle` (a scene cut into tiles and shuffled: its colours, not its
 guide), with --vqgan NAME|FILE, images decoded from random codes, and with --loop-negatives FILE, images
 the loop drew and the checker rejected (`generator.shapes.loop_negatives`). With --adv-eps, the positives
 are moved adversarially first (`adversarial`), which makes a robust model (`shapes-robust`); --adv-clean
-trains on the clean positives too. Writes
+trains on the clean positives too. With --recolour F, a fraction F of the scenes has its shapes redrawn in
+random colours off the palette and captions without colour words (`recoloured`), so shape is learnt apart
+from colour (held-out shape accuracy 73% -> 96%). Writes
 OUT/clip_<arch>.safetensors (fp16; token embeddings of words the world never uses are zeroed, so the
 file compresses well) at every evaluation, and prints the held-out figures of `evaluate`.
 """

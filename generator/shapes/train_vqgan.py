@@ -8,7 +8,8 @@ Adam lr 1e-3 with a cosine decay over the time budget, gradient clipping 1.0, L1
 outputs, with unused codes restarted from encoder outputs every 100 steps. Seeds are fixed. The shipped
 model: 17 minutes on full 64x64 scenes, then `--init runs/vqgan/vqgan_shapes.safetensors --crop 32 --seed 1`,
 then 80 minutes more with `--init <that> --seed 2 --lr 5e-4` (benchmarks/RESULTS.md, "Third round"),
-then two fine-tunes with the outline loss, `--edge-weight` 4 and 8 (RESULTS, "Fifth round").
+then two fine-tunes with the outline loss, `--edge-weight` 4 and 8 (RESULTS, "Fifth round"). `--recolour`
+redraws a fraction of the scenes in off-palette colours (RESULTS, "Sixth round").
 Writes OUT/vqgan_shapes.safetensors (fp16) and prints PSNR and checker agreement on held-out scenes.
 """
 from __future__ import annotations
