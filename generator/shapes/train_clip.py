@@ -39,7 +39,7 @@ from generator.clip import build_clip
 from generator.vit import _block
 
 from .world import (COLOURS, HELD_OUT, PALETTE, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, World, caption_for,
-                    full_caption, muted_background, off_palette_colour, render, to_tensor)
+                    full_caption, muted_background, redrawn_off_palette, to_tensor, wording)
 
 NEGATIVE_KINDS = ("shuffle", "confetti", "vqgan", "blobs", "loop")
 
@@ -218,13 +218,10 @@ def recoloured(world: World, index: int, scene, fraction: float):
     rng = random.Random(f"recolour:{world.split}:{world.seed}:{index}")
     if rng.random() >= fraction:
         return None
-    fills = [off_palette_colour(rng, scene.background) for _ in scene.things]
-    image = np.asarray(render(scene.things, scene.background, rng, fills))
+    image = redrawn_off_palette(scene, rng)
     first, rest = scene.things[0], list(scene.things[1:])
     template = rng.random()  # every caption in the same template, with the same words left out
-    wording = random.Random(template)
-    wording.random()
-    mentions_position = wording.random() < 0.75  # as caption_for draws it
+    mentions_position = wording(random.Random(template))[1]
     shapes = rng.sample([v for v in SHAPES if v != first.shape], 3)
     altered = [dataclasses.replace(first, shape=v) for v in shapes]
     if mentions_position:

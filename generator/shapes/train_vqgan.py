@@ -21,14 +21,13 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from generator.clip import quiet
 from generator.vqgan import VQGAN, VQGANConfig
 
-from .world import World, off_palette_colour, render, to_tensor
+from .world import World, redrawn_off_palette, to_tensor
 
 CONFIG = Path(__file__).resolve().parents[1] / "pretrained" / "shapes" / "vqgan_shapes.yaml"
 
@@ -72,8 +71,7 @@ def scenes(world: World, index: int, n: int, recolour: float) -> torch.Tensor:
         for i, scene in enumerate(records):
             rng = random.Random(f"recolour:{world.seed}:{index + i}")
             if rng.random() < recolour:
-                fills = [off_palette_colour(rng, scene.background) for _ in scene.things]
-                images[i] = np.asarray(render(scene.things, scene.background, rng, fills))
+                images[i] = redrawn_off_palette(scene, rng)
     return to_tensor(images) * 2 - 1
 
 

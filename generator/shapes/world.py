@@ -72,11 +72,15 @@ def full_caption(things) -> str:
     return " and ".join(parts)
 
 
+def wording(rng: random.Random) -> tuple[bool, bool]:
+    """Whether a caption names size and position: the first draws `caption_for` makes from its rng."""
+    return rng.random() < 0.5, rng.random() < 0.75
+
+
 def caption_for(things, rng: random.Random, with_colour: bool = True) -> str:
     """A caption from one of several templates; some leave out size or position, as people do (and, for
     shapes drawn off the palette, `with_colour=False`, the colour)."""
-    with_size = rng.random() < 0.5
-    with_position = rng.random() < 0.75
+    with_size, with_position = wording(rng)
     parts = []
     for t in things:
         p = t.phrase(with_size, with_position, with_colour)
@@ -101,6 +105,12 @@ def off_palette_colour(rng: random.Random, background, away: float = 60.0) -> tu
         rgb = tuple(rng.randrange(256) for _ in range(3))
         if min(math.dist(rgb, p) for p in [*PALETTE.values(), background]) > away:
             return rgb
+
+
+def redrawn_off_palette(scene, rng: random.Random) -> np.ndarray:
+    """`scene` drawn again (uint8 [64, 64, 3]) with each shape in an `off_palette_colour` from `rng`."""
+    fills = [off_palette_colour(rng, scene.background) for _ in scene.things]
+    return np.asarray(render(scene.things, scene.background, rng, fills))
 
 
 def shape_polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]] | None:

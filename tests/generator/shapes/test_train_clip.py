@@ -95,7 +95,6 @@ def test_adversarial_images_stay_in_the_ball_and_lower_the_true_captions_rank():
     assert loss(moved) > loss(x) + 0.01
 
 
-
 def test_recoloured_scenes_are_drawn_off_the_palette_and_captioned_without_colour_in_one_template():
     import numpy as np
 
