@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -75,6 +76,20 @@ def prompts(n: int, split: str = "heldout") -> list:
     return out
 
 
+def overrides(pairs: list[str]) -> dict:
+    """--set KEY=VALUE pairs as settings; VALUE is read as JSON when it parses ("4", "[\"Af\"]"), else text."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set wants KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 @torch.no_grad()
 def attribute_top1(clip, image: Image.Image, thing) -> dict[str, bool]:
     x = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float().div(255)[None]
@@ -94,6 +109,8 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0, help="seeds FIRST..FIRST+SEEDS-1 (to split a run)")
     parser.add_argument("--presets", default="defaults,notebook,shapes")
     parser.add_argument("--steps", type=int, help="override every preset's steps")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                        help="override a setting of every preset, e.g. --set init_weight=4 (repeatable)")
     parser.add_argument("--split", default="heldout", choices=("heldout", "train"),
                         help="prompts from held-out colour/shape pairs, or from pairs seen in training")
     parser.add_argument("--threads", type=int, default=1)
@@ -116,6 +133,7 @@ def main() -> None:
         settings = {**BASE, "vqgan": args.vqgan, "clip": args.clip, **PRESETS[name]}
         if args.steps:
             settings["steps"] = args.steps
+        settings.update(overrides(args.set))
         tallies = {k: [] for k in ("checker", "judge", "guide")}
         seconds = []
         for p, thing in enumerate(things):

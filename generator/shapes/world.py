@@ -145,12 +145,17 @@ def render(things, background, rng: random.Random | None = None, fills=None) -> 
         x, y = POSITIONS[t.position]
         x, y = (x + rng.uniform(-1.5, 1.5)) * s, (y + rng.uniform(-1.5, 1.5)) * s
         r = SIZES[t.size] * rng.uniform(0.93, 1.07) * s
-        poly = shape_polygon(t.shape, x, y, r)
-        if poly is None:
-            draw.ellipse([x - r * 0.9, y - r * 0.9, x + r * 0.9, y + r * 0.9], fill=fill)
-        else:
-            draw.polygon(poly, fill=fill)
+        draw_shape(draw, t.shape, x, y, r, fill)
     return canvas.resize((SIZE, SIZE), Image.BOX)
+
+
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, x: float, y: float, r: float, fill) -> None:
+    """One upright shape of circumradius r centred near (x, y), in canvas pixels."""
+    poly = shape_polygon(shape, x, y, r)
+    if poly is None:
+        draw.ellipse([x - r * 0.9, y - r * 0.9, x + r * 0.9, y + r * 0.9], fill=fill)
+    else:
+        draw.polygon(poly, fill=fill)
 
 
 class World:
