@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from generator.clip import build_clip
 from generator.vit import _block
 
+from .budget import Budget
 from .world import (COLOURS, HELD_OUT, PALETTE, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, World, caption_for,
                     full_caption, muted_background, redrawn_off_palette, to_tensor, wording)
 
@@ -280,7 +281,7 @@ def load_cache(directory: Path, n: int, seed: int, tokenizer, vqgan: str | None,
 
 def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: list[str], seed: int,
           lr: float, text_negatives: int, eval_every: float, out: Path, arch: str, hard_weight: float = 0.0,
-          adv_eps: float = 0.0, adv_steps: int = 3, adv_clean: bool = False):
+          adv_eps: float = 0.0, adv_steps: int = 3, adv_clean: bool = False, steps: int | None = None):
     torch.manual_seed(seed)
     gen, rng = torch.Generator().manual_seed(seed), random.Random(seed)
     model = clip.model.train().requires_grad_(True)
@@ -288,11 +289,11 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
     images, tokens, hard = cache["images"], cache["tokens"], cache["hard"]
     kinds = [k for k in negatives if k != "none"]
     order, pos = torch.randperm(len(images), generator=gen), 0
-    start, step, budget, next_eval = time.time(), 0, minutes * 60, eval_every * 60
-    while (elapsed := time.time() - start) < budget:
+    budget, step, next_eval = Budget(minutes, steps), 0, eval_every * 60
+    while not budget.done(step):
         warm = min(1.0, (step + 1) / 30)
         for group in opt.param_groups:
-            group["lr"] = lr * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * elapsed / budget)))
+            group["lr"] = lr * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * budget.progress(step))))
         if pos + batch > len(order):
             order, pos = torch.randperm(len(images), generator=gen), 0
         idx = order[pos:pos + batch]
@@ -330,15 +331,15 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
         opt.step()
         step += 1
         if step % 20 == 0:
-            print(f"step {step} {elapsed:.0f}s {step / elapsed:.2f} steps/s loss {loss.item():.3f} "
+            print(f"step {step} {budget.elapsed():.0f}s {step / budget.elapsed():.2f} steps/s loss {loss.item():.3f} "
                   f"scale {model.logit_scale.exp().item():.1f}", flush=True)
-        if eval_every and time.time() - start > next_eval:
+        if eval_every and budget.elapsed() > next_eval:
             next_eval += eval_every * 60
             save(clip, arch, out)
-            print(f"step {step} {time.time() - start:.0f}s held-out:", evaluate(clip, 200), flush=True)
+            print(f"step {step} {budget.elapsed():.0f}s held-out:", evaluate(clip, 200), flush=True)
             model.train()
     print(f"trained {step} steps of {batch}+{n_neg} images, {batch}x{1 + text_negatives} captions "
-          f"in {time.time() - start:.0f}s", flush=True)
+          f"in {budget.elapsed():.0f}s", flush=True)
     return clip
 
 
@@ -400,6 +401,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="vqclip-shapes")
     parser.add_argument("--minutes", type=float, default=40.0)
+    parser.add_argument("--steps", type=int, help="train exactly this many steps (repeatable) instead of --minutes")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--negatives", default="shuffle,confetti,vqgan,blobs", help=f"comma-separated of {NEGATIVE_KINDS}, or none")
@@ -455,7 +457,7 @@ def main() -> None:
             cache["loop"] = torch.cat([torch.load(f) for f in args.loop_negatives])
         train(clip, cache, args.minutes, args.batch, args.n_neg, negatives, args.seed, args.lr,
               args.text_negatives, args.eval_every, args.out, args.arch, args.hard_weight,
-              args.adv_eps, args.adv_steps, args.adv_clean)
+              args.adv_eps, args.adv_steps, args.adv_clean, steps=args.steps)
         print("saved", save(clip, args.arch, args.out), flush=True)
     print("held-out:", evaluate(clip), flush=True)
 

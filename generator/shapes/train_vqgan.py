@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from generator.clip import quiet
 from generator.vqgan import VQGAN, VQGANConfig
 
+from .budget import Budget
 from .world import World, redrawn_off_palette, to_tensor
 
 CONFIG = Path(__file__).resolve().parents[1] / "pretrained" / "shapes" / "vqgan_shapes.yaml"
@@ -76,7 +77,8 @@ def scenes(world: World, index: int, n: int, recolour: float) -> torch.Tensor:
 
 
 def train(minutes: float, batch: int, seed: int, init: str | None = None, lr_max: float = 1e-3,
-          crop: int = 64, edge_weight: float = 0.0, recolour: float = 0.0, log_every: int = 50) -> VQGAN:
+          crop: int = 64, edge_weight: float = 0.0, recolour: float = 0.0, log_every: int = 50,
+          steps: int | None = None) -> VQGAN:
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     world = World("train", seed=seed)
@@ -96,10 +98,9 @@ def train(minutes: float, batch: int, seed: int, init: str | None = None, lr_max
         index = 64
     opt = torch.optim.Adam(model.parameters(), lr=lr_max)
     usage = torch.zeros(n_codes)
-    start, step = time.time(), 0
-    budget = minutes * 60
-    while (elapsed := time.time() - start) < budget:
-        lr = lr_max * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * elapsed / budget)))
+    budget, step = Budget(minutes, steps), 0
+    while not budget.done(step):
+        lr = lr_max * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * budget.progress(step))))
         for group in opt.param_groups:
             group["lr"] = lr
         x = scenes(world, index, batch, recolour)
@@ -125,10 +126,10 @@ def train(minutes: float, batch: int, seed: int, init: str | None = None, lr_max
             restarted = None
         if step % log_every == 0:
             psnr = -10 * math.log10(F.mse_loss(y.detach(), x).item() / 4)
-            print(f"step {step} {elapsed:.0f}s lr {lr:.2e} loss {loss.item():.4f} psnr {psnr:.1f} "
+            print(f"step {step} {budget.elapsed():.0f}s lr {lr:.2e} loss {loss.item():.4f} psnr {psnr:.1f} "
                   f"codes in batch {len(idx.unique())}" + (f" restarted {restarted}" if restarted is not None else ""),
                   flush=True)
-    print(f"trained {step} steps of {batch} in {time.time() - start:.0f}s", flush=True)
+    print(f"trained {step} steps of {batch} in {budget.elapsed():.0f}s", flush=True)
     return model
 
 
@@ -168,6 +169,7 @@ def save(model: VQGAN, out: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=15.0)
+    parser.add_argument("--steps", type=int, help="train exactly this many steps (repeatable) instead of --minutes")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
@@ -188,7 +190,7 @@ def main() -> None:
         model, _ = load_vqgan(str(args.out / "vqgan_shapes.safetensors"))
     else:
         model = train(args.minutes, args.batch, args.seed, args.init, args.lr, args.crop, args.edge_weight,
-                      args.recolour)
+                      args.recolour, steps=args.steps)
         print("saved", save(model, args.out), flush=True)
     print("held-out:", evaluate(model), flush=True)
 

@@ -45,3 +45,20 @@ def test_recolouring_redraws_about_that_fraction_of_scenes_off_the_palette_and_i
         core = np.median(rgb, 0)
         assert min(np.linalg.norm(core - np.array(p)) for p in PALETTE.values()) > 40
     assert torch.equal(plain, scenes(world, 0, 64, 0.0)) and len(read_scene(a)) >= 1
+
+
+def test_a_step_budget_repeats_the_same_weights_and_a_different_seed_does_not():
+    """--steps makes a run repeatable (a --minutes run's step count depends on the machine's speed)."""
+    import pytest
+
+    from generator.shapes.budget import Budget
+    from generator.shapes.train_vqgan import train
+
+    torch.set_num_threads(1)
+    a, b, c = (train(minutes=0, batch=2, seed=s, crop=16, steps=3, log_every=10**6) for s in (5, 5, 6))
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+    assert Budget(0, steps=4).progress(2) == 0.5 and Budget(0, steps=4).done(4)
+    with pytest.raises(ValueError, match="minutes must be positive"):
+        Budget(0)
