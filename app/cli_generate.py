@@ -6,7 +6,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from generator.config import AUGMENTATIONS, COMPILE_MODES, OPTIMIZERS, PRECISIONS, GenerationConfig
+from generator.config import AUGMENTATIONS, COMPILE_MODES, OPTIMIZERS, PADDINGS, PRECISIONS, GenerationConfig
 
 DEFAULTS = GenerationConfig()
 
@@ -25,6 +25,8 @@ def add_generation_options(p: argparse.ArgumentParser, local: bool = True) -> No
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=S, help=f"optimiser (default: {d.optimizer})")
     p.add_argument("--augment", nargs="*", choices=AUGMENTATIONS, default=S, dest="augmentations",
                    help=f"cutout augmentations (default: {' '.join(d.augmentations)})")
+    p.add_argument("--augment-padding", choices=PADDINGS, default=S,
+                   help=f"what rotated and shifted cutouts show past the image edge (default: {d.augment_padding})")
     p.add_argument("--vqgan", default=S, metavar="NAME|FILE",
                    help=f"VQGAN: registry name, 'tiny' (test model) or a checkpoint file (default: {d.vqgan})")
     p.add_argument("--clip", default=S, metavar="NAME[:W][,...]",

@@ -40,7 +40,7 @@ GREY = "#808080"  # a flat grey start (init_colour)
 # The shapes pair's recommended settings until round 3 (random codes, lr 0.03). The shapes-* presets are
 # built on it, so each keeps the meaning it had when benchmarks/RESULTS.md measured it; `shapes` is
 # whatever is recommended now.
-ROUND2 = {**SHAPES_RECOMMENDED, "lr": 0.03, "init_colour": ""}
+ROUND2 = {**SHAPES_RECOMMENDED, "lr": 0.03, "init_colour": "", "augment_padding": "zeros"}
 PRESETS = {
     # vqclip's GenerationConfig defaults (only the models and the size changed)
     "defaults": {},
@@ -54,6 +54,8 @@ PRESETS = {
     "c16-noflip-lr03": {"cutn": 16, "augmentations": ["Af", "Ji", "Gn", "Er"], "lr": 0.03},
     "c16-flip": {"cutn": 16},
     "shapes": dict(SHAPES_RECOMMENDED),
+    # the recommended settings of rounds 3-6: affine cutouts padded with black
+    "shapes-round6": {**SHAPES_RECOMMENDED, "augment_padding": "zeros"},
     "shapes-round2": ROUND2,
     "shapes-grey": {**ROUND2, "init_colour": GREY},
     # stronger optimisation: the guide's own top-1 on its images shows whether the loop reached it

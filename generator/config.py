@@ -16,6 +16,7 @@ from .errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "adagrad", "adamax", "rmsprop", "sgd")
 AUGMENTATIONS = ("Af", "Ro", "Fl", "Ji", "Gn", "Er")
+PADDINGS = ("zeros", "border", "reflection")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 COMPILE_MODES = ("auto", "on", "off")
 
@@ -34,6 +35,7 @@ class GenerationConfig:
     lr: float = 0.1  # learning rate (nerdyrodent's default)
     optimizer: str = "adam"  # one of OPTIMIZERS
     augmentations: list[str] = field(default_factory=lambda: ["Af", "Fl", "Ji", "Gn", "Er"])  # of AUGMENTATIONS
+    augment_padding: str = "zeros"  # what rotated/shifted cutouts show past the image edge: one of PADDINGS
     vqgan: str = "vqgan_imagenet_f16_16384"  # registry name, "tiny", or a checkpoint file path
     clip: str = "ViT-B-32/openai"  # comma-separated CLIP specs, each NAME[:weight]
     init_image: str = ""  # start from this image (encoded) instead of random codes
@@ -127,6 +129,8 @@ class GenerationConfig:
         for aug in self.augmentations:
             if aug not in AUGMENTATIONS:
                 raise ConfigError(f"unknown augmentation {aug!r}; known: {', '.join(AUGMENTATIONS)}")
+        if self.augment_padding not in PADDINGS:
+            raise ConfigError(f"unknown augment padding {self.augment_padding!r}; known: {', '.join(PADDINGS)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}")
         if self.compile not in COMPILE_MODES:

@@ -112,7 +112,8 @@ class Generation:
         several = len(self.clips) > 1
         self.losses = [
             ClipLoss(clip, weight, build_prompts(config, clip, self._encode_image_prompt_fn(clip)),
-                     MakeCutouts(clip.input_size, config.cutn, config.cut_pow, config.augmentations),
+                     MakeCutouts(clip.input_size, config.cutn, config.cut_pow, config.augmentations,
+                                 padding=config.augment_padding),
                      label_prefix=f"{clip.name}: " if several else "", autocast=self._autocast,
                      encode=acceleration.compiled(clip.encode_image, self.device) if self.compiled else None)
             for clip, weight in self.clips
@@ -138,7 +139,7 @@ class Generation:
 
     def _encode_image_prompt_fn(self, clip):
         cfg = self.config
-        cutouts = MakeCutouts(clip.input_size, cfg.cutn, cfg.cut_pow, cfg.augmentations)
+        cutouts = MakeCutouts(clip.input_size, cfg.cutn, cfg.cut_pow, cfg.augmentations, padding=cfg.augment_padding)
 
         def encode(path: str) -> torch.Tensor:
             image = load_image(path, cfg.width, cfg.height).to(self.device)

@@ -80,7 +80,7 @@ SHAPES_SOURCE = "vqclip: trained on generator/shapes/world.py by generator/shape
 # shape, position and all three together (30 prompts x 1 seed: differences under ~15% are noise).
 SHAPES_RECOMMENDED = {
     "width": 64, "height": 64, "steps": 50, "cutn": 16, "cut_pow": 1.0, "lr": 0.1, "init_colour": "#808080",
-    "augmentations": ["Af", "Ji", "Gn", "Er"], "tv_weight": 0.0,
+    "augmentations": ["Af", "Ji", "Gn", "Er"], "augment_padding": "border", "tv_weight": 0.0,
 }
 
 

@@ -22,6 +22,7 @@ def test_round_trip_through_json():
     ({"prompts": "x", "lr": 0}, "lr must be a positive number"),
     ({"prompts": "x", "optimizer": "lion"}, "unknown optimizer 'lion'"),
     ({"prompts": "x", "augmentations": ["Zz"]}, "unknown augmentation 'Zz'"),
+    ({"prompts": "x", "augment_padding": "wrap"}, "unknown augment padding 'wrap'"),
     ({"prompts": "x", "init_image": "/no/such.png"}, "init image"),
     ({"prompts": "x", "clip": "tiny:-1"}, "weight must be positive"),
     ({"prompts": ""}, "prompt is empty"),

@@ -79,3 +79,13 @@ def test_the_gpu_path_from_packed_draws_gives_the_loop_path_cutouts(augmentation
     torch.testing.assert_close(results[1], results[0], rtol=0, atol=1e-5)
     torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=1e-4)
     assert torch.equal(states[0], states[1])  # both took the same draws from the stream
+
+
+def test_rotated_cutouts_of_a_flat_image_stay_flat_with_border_padding_and_get_black_corners_with_zeros():
+    image = torch.full((1, 3, 64, 64), 0.5)
+    made = {padding: MakeCutouts(64, 8, augmentations=["Ro"], padding=padding)(image, torch.Generator().manual_seed(1))
+            for padding in ("zeros", "border", "reflection")}
+    torch.testing.assert_close(made["border"], torch.full_like(made["border"], 0.5))
+    torch.testing.assert_close(made["reflection"], torch.full_like(made["reflection"], 0.5))
+    corners = made["zeros"][:, :, [0, 0, -1, -1], [0, -1, 0, -1]]
+    assert corners.min() < 0.05  # some rotation of the eight reaches a corner: black comes in
