@@ -114,12 +114,13 @@ def match_shapes(points: np.ndarray) -> dict[str, float]:
     best = {}
     for shape in SHAPES:
         k, ox, oy = _unit(shape)
-        best[shape] = max(
-            float((t & mask).sum() / (t | mask).sum())
-            for f in RADIUS_STEPS for dx in SHIFT_STEPS for dy in SHIFT_STEPS
-            for r in (math.sqrt(area / k) * f,)
-            for t in (template(shape, mx - ox * r + dx, my - oy * r + dy, r, y0, x0, h, w),)
-        )
+        best[shape] = 0.0
+        for f in RADIUS_STEPS:
+            r = math.sqrt(area / k) * f
+            for dx in SHIFT_STEPS:
+                for dy in SHIFT_STEPS:
+                    t = template(shape, mx - ox * r + dx, my - oy * r + dy, r, y0, x0, h, w)
+                    best[shape] = max(best[shape], float((t & mask).sum() / (t | mask).sum()))
     return best
 
 
