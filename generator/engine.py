@@ -112,8 +112,7 @@ class Generation:
         several = len(self.clips) > 1
         self.losses = [
             ClipLoss(clip, weight, build_prompts(config, clip, self._encode_image_prompt_fn(clip)),
-                     MakeCutouts(clip.input_size, config.cutn, config.cut_pow, config.augmentations,
-                                 padding=config.augment_padding),
+                     self._make_cutouts(clip),
                      label_prefix=f"{clip.name}: " if several else "", autocast=self._autocast,
                      encode=acceleration.compiled(clip.encode_image, self.device) if self.compiled else None)
             for clip, weight in self.clips
@@ -137,9 +136,14 @@ class Generation:
         tokens = torch.randint(self._codebook.shape[0], (h * w,), generator=self._rng).to(self.device)
         return self._codebook[tokens].view(1, h, w, -1).permute(0, 3, 1, 2).contiguous()
 
+    def _make_cutouts(self, clip) -> MakeCutouts:
+        """Cutouts for `clip` as the config asks: the loop's and the image prompts' are made alike."""
+        cfg = self.config
+        return MakeCutouts(clip.input_size, cfg.cutn, cfg.cut_pow, cfg.augmentations, padding=cfg.augment_padding)
+
     def _encode_image_prompt_fn(self, clip):
         cfg = self.config
-        cutouts = MakeCutouts(clip.input_size, cfg.cutn, cfg.cut_pow, cfg.augmentations, padding=cfg.augment_padding)
+        cutouts = self._make_cutouts(clip)
 
         def encode(path: str) -> torch.Tensor:
             image = load_image(path, cfg.width, cfg.height).to(self.device)

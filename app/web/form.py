@@ -73,10 +73,10 @@ def to_config(values: dict, init_name: str | None, prompt_names: list[str] | Non
         augmentations=list(values["augmentations"] or []), vqgan=vqgan, clip=",".join(clips),
         init_weight=float(values["init_weight"] or 0.0),
     )
-    start_colour = recommended_settings(vqgan).get("init_colour")  # the form has no colour field
-    padding = recommended_settings(vqgan).get("augment_padding")  # nor a padding field
-    if padding:
-        data["augment_padding"] = padding
+    recommended = recommended_settings(vqgan)  # for the settings the form has no field for
+    start_colour = recommended.get("init_colour")
+    if recommended.get("augment_padding"):
+        data["augment_padding"] = recommended["augment_padding"]
     if init_name:
         data["init_image"] = str(uploads.path_of(init_name))
     elif start_colour:
