@@ -7,7 +7,10 @@ VQGAN+CLIP with the given guide runs on prompts of the *training* split (never a
 the shapes pair's recommended settings, several at a time (`GenerationBatch`). Each image the checker
 does not read as the prompt's thing (wrong colour, shape or position, or more than one blob) is kept;
 an image the checker reads as some other one-thing scene is dropped, since a caption may match it.
-Writes uint8 [n, 64, 64, 3] for `train_clip --loop-negatives FILE`, and prints how many were rejected.
+Writes, for `train_clip --loop-negatives FILE`, a dict: "images" (the rejected images, uint8 [n, 64, 64, 3]),
+"captions" (the prompt each was drawn for) and "scenes" (the prompt's clean scene, uint8 [n, 64, 64, 3]),
+so a CLIP can be taught that its caption goes with the scene and not with the loop's image; prints how
+many were rejected.
 """
 from __future__ import annotations
 
@@ -24,22 +27,42 @@ from generator.engine import Generation
 from generator.models import ModelCache
 from generator.weight_records import SHAPES_RECOMMENDED
 
-from .checker import check, read_scene
+from .checker import UNCLEAR, check, read_scene
 from .world import World
 
 
 def prompts(n: int, seed: int):
-    """n (caption, thing) of one-shape training scenes."""
+    """n one-shape training scenes."""
     world = World("train", seed=seed, two_shape_fraction=0.0)
-    return [(scene.caption, scene.things[0]) for scene in (world.scene(i) for i in range(n))]
+    return [world.scene(i) for i in range(n)]
 
 
 def rejected(image, thing) -> bool:
-    """The checker does not find the prompt's thing, and does not find another single clean thing."""
+    """The checker does not find the prompt's thing, and does not find another single clean thing (one
+    blob whose shape it cannot read, "unclear", matches no caption, so it is kept)."""
     verdict = check(image, thing)
     if all(verdict[a] for a in ("colour", "shape", "position")):
         return False
-    return len(read_scene(np.asarray(image))) != 1
+    found = read_scene(np.asarray(image))
+    return len(found) != 1 or found[0].shape == UNCLEAR
+
+
+def read(paths, tokenizer) -> tuple[torch.Tensor, dict | None]:
+    """The images of these files (uint8 [n, 64, 64, 3]), and the pairs of those written with their prompts:
+    {"images", "scenes": uint8 [m, 64, 64, 3], "tokens": [m, L]} (None if no file has them). Files of
+    earlier versions hold the images alone."""
+    images, pairs = [], {"images": [], "scenes": [], "captions": []}
+    for path in paths:
+        data = torch.load(path)
+        if isinstance(data, dict):
+            for key in pairs:
+                pairs[key] += [data[key]] if key != "captions" else data[key]
+            data = data["images"]
+        images.append(data)
+    if not pairs["captions"]:
+        return torch.cat(images), None
+    return torch.cat(images), {"images": torch.cat(pairs["images"]), "scenes": torch.cat(pairs["scenes"]),
+                               "tokens": tokenizer(pairs["captions"])}
 
 
 def main() -> None:
@@ -56,23 +79,25 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    models, kept, start = ModelCache("cpu"), [], time.time()
+    models, kept, start = ModelCache("cpu"), {"images": [], "captions": [], "scenes": []}, time.time()
     settings = {**SHAPES_RECOMMENDED, "vqgan": args.vqgan, "clip": args.clip, "lr": args.lr,
                 "init_colour": args.init_colour}
     todo = prompts(args.n, args.seed)
     for first in range(0, len(todo), args.batch):
         chunk = todo[first:first + args.batch]
-        gens = [Generation(GenerationConfig.from_dict({**settings, "prompts": caption, "seed": first + i}), device="cpu",
-                           models=models) for i, (caption, _) in enumerate(chunk)]
+        gens = [Generation(GenerationConfig.from_dict({**settings, "prompts": scene.caption, "seed": first + i}),
+                           device="cpu", models=models) for i, scene in enumerate(chunk)]
         GenerationBatch(gens).run()
-        for gen, (_, thing) in zip(gens, chunk):
+        for gen, scene in zip(gens, chunk):
             image = gen.image()
-            if rejected(image, thing):
-                kept.append(np.asarray(image.convert("RGB")))
-        print(f"{first + len(chunk)} prompts, {len(kept)} rejected, {time.time() - start:.0f}s", flush=True)
+            if rejected(image, scene.things[0]):
+                kept["images"].append(np.asarray(image.convert("RGB")))
+                kept["captions"].append(scene.caption)
+                kept["scenes"].append(np.asarray(scene.image.convert("RGB")))
+        print(f"{first + len(chunk)} prompts, {len(kept['images'])} rejected, {time.time() - start:.0f}s", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(torch.from_numpy(np.stack(kept)), args.out)
-    print(f"wrote {len(kept)} of {len(todo)} images to {args.out}", flush=True)
+    torch.save({k: v if k == "captions" else torch.from_numpy(np.stack(v)) for k, v in kept.items()}, args.out)
+    print(f"wrote {len(kept['images'])} of {len(todo)} images to {args.out}", flush=True)
 
 
 if __name__ == "__main__":

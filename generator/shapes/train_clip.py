@@ -14,7 +14,9 @@ text negatives. Negatives are extra images that no caption matches, so every cap
 above them: `shuffle` (a scene cut into tiles and shuffled: its colours, not its shapes), `confetti`
 (many small blobs), `blobs` (a few jagged blobs of one colour: what the loop draws when it fools its
 guide), with --vqgan NAME|FILE, images decoded from random codes, and with --loop-negatives FILE, images
-the loop drew and the checker rejected (`generator.shapes.loop_negatives`). With --adv-eps, the positives
+the loop drew and the checker rejected (`generator.shapes.loop_negatives`); with --pair-weight, each step
+also asks the prompts of --n-pair of those images to rank the prompt's clean scene above the step's loop
+images (`pair_loss`), so the blobs that fooled the guide score below the thing itself. With --adv-eps, the positives
 are moved adversarially first (`adversarial`), which makes a robust model (`shapes-robust`); --adv-clean
 trains on the clean positives too. With --recolour F, a fraction F of the scenes has its shapes redrawn in
 random colours off the palette and captions without colour words (`recoloured`), so shape is learnt apart
@@ -38,6 +40,7 @@ import torch.nn.functional as F
 from generator.clip import build_clip
 from generator.vit import _block
 
+from . import loop_negatives
 from .budget import Budget
 from .world import (COLOURS, HELD_OUT, PALETTE, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, World, caption_for,
                     full_caption, muted_background, redrawn_off_palette, to_tensor, wording)
@@ -142,6 +145,26 @@ def hard_negative_loss(img: torch.Tensor, txt: torch.Tensor, n_pos: int, scale) 
     candidates = torch.cat([txt[:n_pos, None], txt[n_pos:].view(n_pos, -1, txt.shape[-1])], 1)  # [n, 1+k, d]
     logits = scale * (candidates @ img[:, :, None]).squeeze(-1)
     return F.cross_entropy(logits, torch.zeros(n_pos, dtype=torch.long))
+
+
+def pair_loss(scene: torch.Tensor, loop: torch.Tensor, caption: torch.Tensor, scale) -> torch.Tensor:
+    """Each loop image's prompt (caption i) must rank the prompt's clean scene (scene i) above every loop
+    image of the step: what the loop maximises must be higher for the thing than for its blobs."""
+    c, s, b = (F.normalize(e, dim=-1) for e in (caption, scene, loop))
+    logits = scale * torch.cat([(c * s).sum(-1, keepdim=True), c @ b.T], 1)
+    return F.cross_entropy(logits, torch.zeros(len(c), dtype=torch.long))
+
+
+@torch.no_grad()
+def pair_preference(clip, pairs: dict, n: int = 512) -> float:
+    """How often a loop image's prompt is closer to the prompt's clean scene than to the loop image."""
+    model, was = clip.model, clip.model.training
+    model.eval()
+    k = min(n, len(pairs["images"]))
+    c = F.normalize(encode_text(model, pairs["tokens"][:k]), dim=-1)
+    s, b = (F.normalize(clip.encode_image(to_tensor(pairs[key][:k].numpy())), dim=-1) for key in ("scenes", "images"))
+    model.train(was)
+    return float(((c * s).sum(-1) > (c * b).sum(-1)).float().mean())
 
 
 def adversarial(clip, x: torch.Tensor, txt: torch.Tensor, tokens: torch.Tensor, n_pos: int, scale, eps: float,
@@ -281,7 +304,8 @@ def load_cache(directory: Path, n: int, seed: int, tokenizer, vqgan: str | None,
 
 def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: list[str], seed: int,
           lr: float, text_negatives: int, eval_every: float, out: Path, arch: str, hard_weight: float = 0.0,
-          adv_eps: float = 0.0, adv_steps: int = 3, adv_clean: bool = False, steps: int | None = None):
+          adv_eps: float = 0.0, adv_steps: int = 3, adv_clean: bool = False, steps: int | None = None,
+          pairs: dict | None = None, n_pair: int = 8, pair_weight: float = 0.0):
     torch.manual_seed(seed)
     gen, rng = torch.Generator().manual_seed(seed), random.Random(seed)
     model = clip.model.train().requires_grad_(True)
@@ -325,6 +349,12 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
             loss = loss + contrastive_loss(view, txt_emb, txt_tokens, batch, scale)
             if hard_weight and text_negatives:
                 loss = loss + hard_weight * hard_negative_loss(view[:batch], txt_emb, batch, scale)
+        if pairs is not None and pair_weight:
+            j = torch.randint(len(pairs["images"]), (n_pair,), generator=gen)
+            both = torch.cat([pairs["scenes"][j], pairs["images"][j]]).numpy()
+            pair_views = clip.encode_image(jitter(to_tensor(both), gen))
+            loss = loss + pair_weight * pair_loss(pair_views[:n_pair], pair_views[n_pair:],
+                                                  encode_text(model, pairs["tokens"][j]), scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -337,6 +367,8 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
             next_eval += eval_every * 60
             save(clip, arch, out)
             print(f"step {step} {budget.elapsed():.0f}s held-out:", evaluate(clip, 200), flush=True)
+            if pairs is not None:
+                print(f"step {step} scene above loop image: {pair_preference(clip, pairs):.1%}", flush=True)
             model.train()
     print(f"trained {step} steps of {batch}+{n_neg} images, {batch}x{1 + text_negatives} captions "
           f"in {budget.elapsed():.0f}s", flush=True)
@@ -422,6 +454,11 @@ def main() -> None:
     parser.add_argument("--init", help="fine-tune from this checkpoint")
     parser.add_argument("--loop-negatives", type=Path, nargs="+",
                         help="files of generator.shapes.loop_negatives: adds the 'loop' negatives")
+    parser.add_argument("--pair-weight", type=float, default=0.0,
+                        help="weight of the loss that ranks each loop image's prompt scene above the loop images "
+                             "(needs loop negatives written with their prompts)")
+    parser.add_argument("--n-pair", type=int, default=8,
+                        help="loop images (and their scenes) per step for --pair-weight")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--adv-eps", type=float, default=0.0,
                         help="train on adversarial positives within this L2 radius per 64x64 image (0: off)")
@@ -453,11 +490,20 @@ def main() -> None:
                            args.vqgan if "vqgan" in negatives else None, args.split, args.recolour)
         if "blobs" in negatives:
             add_blobs(cache, args.data_seed)
+        pairs = None
         if args.loop_negatives:
-            cache["loop"] = torch.cat([torch.load(f) for f in args.loop_negatives])
+            cache["loop"], pairs = loop_negatives.read(args.loop_negatives, clip.tokenizer)
+        if args.pair_weight and pairs is None:
+            parser.error("--pair-weight needs --loop-negatives files written with their prompts")
+        if pairs is not None:
+            print(f"{len(pairs['images'])} loop images with their prompts; scene above loop image: "
+                  f"{pair_preference(clip, pairs):.1%}", flush=True)
         train(clip, cache, args.minutes, args.batch, args.n_neg, negatives, args.seed, args.lr,
               args.text_negatives, args.eval_every, args.out, args.arch, args.hard_weight,
-              args.adv_eps, args.adv_steps, args.adv_clean, steps=args.steps)
+              args.adv_eps, args.adv_steps, args.adv_clean, steps=args.steps, pairs=pairs, n_pair=args.n_pair,
+              pair_weight=args.pair_weight)
+        if pairs is not None:
+            print(f"scene above loop image: {pair_preference(clip, pairs):.1%}", flush=True)
         print("saved", save(clip, args.arch, args.out), flush=True)
     print("held-out:", evaluate(clip), flush=True)
 

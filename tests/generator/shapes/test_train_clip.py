@@ -68,6 +68,43 @@ def test_loop_negatives_keep_only_images_that_no_one_thing_caption_matches():
     assert not rejected(a.image, a.things[0])  # the prompt's own scene
     assert not rejected(b.image, a.things[0])  # another clean scene: some caption matches it, so not a negative
     assert rejected(blobs(1, random.Random(3))[0], a.things[0])
+    # one blob whose shape the checker cannot read matches no caption either: the loop's usual failure
+    from PIL import Image, ImageDraw
+
+    from generator.shapes.world import PALETTE
+
+    blob = Image.new("RGB", (64, 64), (120, 120, 120))
+    draw = ImageDraw.Draw(blob)
+    draw.ellipse([14, 20, 40, 30], fill=PALETTE["red"])
+    draw.ellipse([30, 24, 38, 50], fill=PALETTE["red"])
+    draw.polygon([(20, 22), (10, 8), (24, 21)], fill=PALETTE["red"])
+    assert rejected(blob, a.things[0])
+
+
+def test_loop_negative_files_old_and_new_read_as_images_and_prompt_pairs(tmp_path):
+    from generator.shapes.loop_negatives import read
+
+    clip = build_clip("vqclip-shapes-judge", None, seed=3)
+    old, new = torch.zeros(3, 64, 64, 3, dtype=torch.uint8), torch.ones(2, 64, 64, 3, dtype=torch.uint8)
+    torch.save(old, tmp_path / "old.pt")
+    torch.save({"images": new, "captions": ["a red star", "a blue cross"], "scenes": new + 1}, tmp_path / "new.pt")
+    images, pairs = read([tmp_path / "old.pt"], clip.tokenizer)
+    assert images.shape == (3, 64, 64, 3) and pairs is None
+    images, pairs = read([tmp_path / "old.pt", tmp_path / "new.pt"], clip.tokenizer)
+    assert images.shape == (5, 64, 64, 3)
+    assert pairs["images"].shape == pairs["scenes"].shape == (2, 64, 64, 3) and int(pairs["scenes"].max()) == 2
+    assert torch.equal(pairs["tokens"], clip.tokenizer(["a red star", "a blue cross"]))
+
+
+def test_pair_loss_is_low_only_when_each_caption_prefers_its_scene_to_every_loop_image():
+    from generator.shapes.train_clip import pair_loss
+
+    caption = torch.eye(4)[:2]
+    right = pair_loss(torch.eye(4)[:2], torch.eye(4)[2:], caption, 50.0)  # scenes = captions, loop images apart
+    fooled = pair_loss(torch.eye(4)[2:], torch.eye(4)[:2], caption, 50.0)  # each loop image is its caption
+    # prompt 1's loop image looks like caption 0: it counts against caption 0 as well as its own
+    crossed = pair_loss(torch.eye(4)[:2], torch.eye(4)[[2, 0]], caption, 50.0)
+    assert right < 1e-3 and fooled > 10 and crossed > 0.3
 
 
 def test_adversarial_images_stay_in_the_ball_and_lower_the_true_captions_rank():
