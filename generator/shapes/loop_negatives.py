@@ -8,9 +8,10 @@ the shapes pair's recommended settings, several at a time (`GenerationBatch`). E
 does not read as the prompt's thing (wrong colour, shape or position, or more than one blob) is kept;
 an image the checker reads as some other one-thing scene is dropped, since a caption may match it.
 Writes, for `train_clip --loop-negatives FILE`, a dict: "images" (the rejected images, uint8 [n, 64, 64, 3]),
-"captions" (the prompt each was drawn for) and "scenes" (the prompt's clean scene, uint8 [n, 64, 64, 3]),
-so a CLIP can be taught that its caption goes with the scene and not with the loop's image; prints how
-many were rejected.
+"captions" (the prompt each was drawn for) and "scenes" (`counterpart`: the prompt's thing drawn cleanly
+on the loop image's background and passed through the VQGAN, uint8 [n, 64, 64, 3]), so a CLIP can be
+taught that its caption goes with the scene and not with the loop's image, and cannot tell them apart by
+background or by the VQGAN's texture; prints how many were rejected.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from generator.models import ModelCache
 from generator.weight_records import SHAPES_RECOMMENDED
 
 from .checker import UNCLEAR, check, read_scene
-from .world import World
+from .world import World, render, to_tensor
 
 
 def prompts(n: int, seed: int):
@@ -45,6 +46,16 @@ def rejected(image, thing) -> bool:
         return False
     found = read_scene(np.asarray(image))
     return len(found) != 1 or found[0].shape == UNCLEAR
+
+
+@torch.no_grad()
+def counterpart(image: np.ndarray, thing, vqgan) -> np.ndarray:
+    """What the loop should have drawn: `thing` rendered on `image`'s background (its median colour) and
+    reconstructed by `vqgan`, uint8 [64, 64, 3]."""
+    background = tuple(int(v) for v in np.median(image.reshape(-1, 3), 0))
+    x = to_tensor(np.asarray(render([thing], background))[None]) * 2 - 1
+    y = vqgan.decode(vqgan.encode(x)).add(1).div(2).clamp(0, 1)
+    return y.mul(255).round().byte()[0].permute(1, 2, 0).numpy()
 
 
 def read(paths, tokenizer) -> tuple[torch.Tensor, dict | None]:
@@ -93,7 +104,7 @@ def main() -> None:
             if rejected(image, scene.things[0]):
                 kept["images"].append(np.asarray(image.convert("RGB")))
                 kept["captions"].append(scene.caption)
-                kept["scenes"].append(np.asarray(scene.image.convert("RGB")))
+                kept["scenes"].append(counterpart(kept["images"][-1], scene.things[0], gen.vqgan))
         print(f"{first + len(chunk)} prompts, {len(kept['images'])} rejected, {time.time() - start:.0f}s", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({k: v if k == "captions" else torch.from_numpy(np.stack(v)) for k, v in kept.items()}, args.out)

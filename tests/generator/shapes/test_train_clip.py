@@ -161,3 +161,24 @@ def test_recoloured_scenes_are_drawn_off_the_palette_and_captioned_without_colou
         shape = pixels[np.linalg.norm(pixels - np.array(scene.background), axis=1) > 45]
         core = np.median(shape, axis=0)
         assert min(np.linalg.norm(core - np.array(c)) for c in PALETTE.values()) > 40, (i, core)
+
+
+def test_a_loop_images_counterpart_is_its_prompt_drawn_cleanly_on_its_background_through_the_vqgan():
+    """The scene a loop image is ranked below differs from it in the thing only: same background, same
+    VQGAN, so a CLIP cannot learn the pair's difference from either."""
+    import numpy as np
+
+    from generator.models import load_vqgan
+    from generator.shapes.checker import read_scene
+    from generator.shapes.loop_negatives import counterpart
+    from generator.shapes.world import Thing
+
+    vqgan = load_vqgan("shapes")[0].eval()
+    loop_image = np.full((64, 64, 3), (96, 130, 110), np.uint8)
+    loop_image[20:40, 10:30] = (200, 40, 40)  # a blob
+    thing = Thing("green", "star", "large", "right")
+    scene = counterpart(loop_image, thing, vqgan)
+    assert scene.shape == (64, 64, 3) and scene.dtype == np.uint8
+    (found,) = read_scene(scene)
+    assert (found.colour, found.shape, found.position) == ("green", "star", "right")
+    assert np.abs(scene[:4, :4].astype(int) - (96, 130, 110)).max() <= 12  # the loop image's background
