@@ -5,13 +5,14 @@
 
 VQGAN+CLIP with the given guide runs on prompts of the *training* split (never a held-out pair), with
 the shapes pair's recommended settings, several at a time (`GenerationBatch`). Each image the checker
-does not read as the prompt's thing (wrong colour, shape or position, or more than one blob) is kept;
-an image the checker reads as some other one-thing scene is dropped, since a caption may match it.
-Writes, for `train_clip --loop-negatives FILE`, a dict: "images" (the rejected images, uint8 [n, 64, 64, 3]),
-"captions" (the prompt each was drawn for) and "scenes" (`counterpart`: the prompt's thing drawn cleanly
-on the loop image's background and passed through the VQGAN, uint8 [n, 64, 64, 3]), so a CLIP can be
-taught that its caption goes with the scene and not with the loop's image, and cannot tell them apart by
-background or by the VQGAN's texture; prints how many were rejected.
+does not read as the prompt's thing (wrong colour, shape or position, or more than one blob) is kept.
+Writes, for `train_clip --loop-negatives FILE`, a dict: "images" (uint8 [n, 64, 64, 3]), "captions" (the
+prompt each was drawn for), "scenes" (`counterpart`: the prompt's thing drawn cleanly on the loop image's
+background and passed through the VQGAN, uint8 [n, 64, 64, 3]), so a CLIP can be taught that the prompt
+goes with the scene and not with the loop's image, and cannot tell them apart by background or by the
+VQGAN's texture; and "negative" (bool [n]): whether no caption at all matches the image (`rejected`). An
+image the checker reads as some other one-thing scene (a star prompt drawn as a clean triangle) is no
+negative for every caption, only for its prompt's. Prints how many were wrong.
 """
 from __future__ import annotations
 
@@ -38,11 +39,16 @@ def prompts(n: int, seed: int):
     return [world.scene(i) for i in range(n)]
 
 
+def wrong(image, thing) -> bool:
+    """The checker does not find the prompt's thing."""
+    verdict = check(image, thing)
+    return not all(verdict[a] for a in ("colour", "shape", "position"))
+
+
 def rejected(image, thing) -> bool:
     """The checker does not find the prompt's thing, and does not find another single clean thing (one
     blob whose shape it cannot read, "unclear", matches no caption, so it is kept)."""
-    verdict = check(image, thing)
-    if all(verdict[a] for a in ("colour", "shape", "position")):
+    if not wrong(image, thing):
         return False
     found = read_scene(np.asarray(image))
     return len(found) != 1 or found[0].shape == UNCLEAR
@@ -53,22 +59,23 @@ def counterpart(image: np.ndarray, thing, vqgan) -> np.ndarray:
     """What the loop should have drawn: `thing` rendered on `image`'s background (its median colour) and
     reconstructed by `vqgan`, uint8 [64, 64, 3]."""
     background = tuple(int(v) for v in np.median(image.reshape(-1, 3), 0))
-    x = to_tensor(np.asarray(render([thing], background))[None]) * 2 - 1
+    x = to_tensor(np.array(render([thing], background))[None]) * 2 - 1
     y = vqgan.decode(vqgan.encode(x)).add(1).div(2).clamp(0, 1)
     return y.mul(255).round().byte()[0].permute(1, 2, 0).numpy()
 
 
 def read(paths, tokenizer) -> tuple[torch.Tensor, dict | None]:
-    """The images of these files (uint8 [n, 64, 64, 3]), and the pairs of those written with their prompts:
-    {"images", "scenes": uint8 [m, 64, 64, 3], "tokens": [m, L]} (None if no file has them). Files of
-    earlier versions hold the images alone."""
+    """The images no caption matches (uint8 [n, 64, 64, 3]), and the pairs of files written with their
+    prompts: {"images", "scenes": uint8 [m, 64, 64, 3], "tokens": [m, L]} (None if no file has them).
+    Files of earlier versions hold rejected images alone."""
     images, pairs = [], {"images": [], "scenes": [], "captions": []}
     for path in paths:
         data = torch.load(path)
         if isinstance(data, dict):
             for key in pairs:
                 pairs[key] += [data[key]] if key != "captions" else data[key]
-            data = data["images"]
+            keep = data.get("negative", torch.ones(len(data["images"]), dtype=torch.bool))
+            data = data["images"][keep]
         images.append(data)
     if not pairs["captions"]:
         return torch.cat(images), None
@@ -90,7 +97,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    models, kept, start = ModelCache("cpu"), {"images": [], "captions": [], "scenes": []}, time.time()
+    models, kept, start = ModelCache("cpu"), {"images": [], "captions": [], "scenes": [], "negative": []}, time.time()
     settings = {**SHAPES_RECOMMENDED, "vqgan": args.vqgan, "clip": args.clip, "lr": args.lr,
                 "init_colour": args.init_colour}
     todo = prompts(args.n, args.seed)
@@ -101,11 +108,15 @@ def main() -> None:
         GenerationBatch(gens).run()
         for gen, scene in zip(gens, chunk):
             image = gen.image()
-            if rejected(image, scene.things[0]):
+            if wrong(image, scene.things[0]):
+                kept["negative"].append(rejected(image, scene.things[0]))
                 kept["images"].append(np.asarray(image.convert("RGB")))
                 kept["captions"].append(scene.caption)
                 kept["scenes"].append(counterpart(kept["images"][-1], scene.things[0], gen.vqgan))
-        print(f"{first + len(chunk)} prompts, {len(kept['images'])} rejected, {time.time() - start:.0f}s", flush=True)
+        print(f"{first + len(chunk)} prompts, {len(kept['images'])} wrong ({sum(kept['negative'])} match no "
+              f"caption), {time.time() - start:.0f}s", flush=True)
+    if not kept["images"]:
+        raise SystemExit(f"the checker read every one of the {len(todo)} images right: nothing to write")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({k: v if k == "captions" else torch.from_numpy(np.stack(v)) for k, v in kept.items()}, args.out)
     print(f"wrote {len(kept['images'])} of {len(todo)} images to {args.out}", flush=True)

@@ -60,13 +60,14 @@ def test_blob_negatives_are_one_colour_and_no_scene_the_checker_would_caption():
 
 
 def test_loop_negatives_keep_only_images_that_no_one_thing_caption_matches():
-    from generator.shapes.loop_negatives import rejected
+    from generator.shapes.loop_negatives import rejected, wrong
     from generator.shapes.train_clip import blobs
 
     world = World("train", two_shape_fraction=0.0)
     a, b = world.scene(0), next(world.scene(i) for i in range(1, 50) if world.scene(i).things[0].colour != world.scene(0).things[0].colour)
     assert not rejected(a.image, a.things[0])  # the prompt's own scene
     assert not rejected(b.image, a.things[0])  # another clean scene: some caption matches it, so not a negative
+    assert wrong(b.image, a.things[0]) and not wrong(a.image, a.things[0])  # but it is wrong for this prompt
     assert rejected(blobs(1, random.Random(3))[0], a.things[0])
     # one blob whose shape the checker cannot read matches no caption either: the loop's usual failure
     from PIL import Image, ImageDraw
@@ -87,11 +88,12 @@ def test_loop_negative_files_old_and_new_read_as_images_and_prompt_pairs(tmp_pat
     clip = build_clip("vqclip-shapes-judge", None, seed=3)
     old, new = torch.zeros(3, 64, 64, 3, dtype=torch.uint8), torch.ones(2, 64, 64, 3, dtype=torch.uint8)
     torch.save(old, tmp_path / "old.pt")
-    torch.save({"images": new, "captions": ["a red star", "a blue cross"], "scenes": new + 1}, tmp_path / "new.pt")
+    torch.save({"images": new, "captions": ["a red star", "a blue cross"], "scenes": new + 1,
+                "negative": torch.tensor([True, False])}, tmp_path / "new.pt")
     images, pairs = read([tmp_path / "old.pt"], clip.tokenizer)
     assert images.shape == (3, 64, 64, 3) and pairs is None
     images, pairs = read([tmp_path / "old.pt", tmp_path / "new.pt"], clip.tokenizer)
-    assert images.shape == (5, 64, 64, 3)
+    assert images.shape == (4, 64, 64, 3)  # the second new image (a clean other scene) pairs but is no negative
     assert pairs["images"].shape == pairs["scenes"].shape == (2, 64, 64, 3) and int(pairs["scenes"].max()) == 2
     assert torch.equal(pairs["tokens"], clip.tokenizer(["a red star", "a blue cross"]))
 
