@@ -102,10 +102,10 @@ RECORDS = (
                                "9cd7448d8324ad9a82256ff15c7d079fe0259b155658f826479fffbdc16da5c5", 649),
              clips=("shapes-clip", "shapes-robust")),
     _bundled("shapes-clip", "clip", "shapes/clip_shapes.safetensors",
-             "6c3f7c4594d3763ae41f6ef986cde8367c52c244bec3d2485845d31953564ac2", 15_576_154,
+             "5c4dff571cf6e00530334583415bb20021ff17302ffe589dd90bac1461e1aa07", 15_576_154,
              SHAPES_DESCRIPTION + " (`--clip shapes` guides with it and shapes-robust)", arch="vqclip-shapes"),
     _bundled("shapes-robust", "clip", "shapes/clip_shapes_robust.safetensors",
-             "0a78e1511ee3f68a7e00adb35aab6aad5ed1f3e5f9a8c8cd1603419436950503", 15_576_154,
+             "825a6d08252fa8ba1b725dd30598f02e57e25c425f8d3b1f9d835900eadc1fc0", 15_576_154,
              SHAPES_DESCRIPTION + "; trained on adversarially perturbed scenes, so small pixel changes "
              "barely move it (`--clip shapes` guides with it and shapes-clip)", arch="vqclip-shapes"),
     _bundled("shapes-judge", "clip", "shapes/clip_shapes_judge.safetensors",
