@@ -45,13 +45,16 @@ def wrong(image, thing) -> bool:
     return not all(verdict[a] for a in ("colour", "shape", "position"))
 
 
-def rejected(image, thing) -> bool:
-    """The checker does not find the prompt's thing, and does not find another single clean thing (one
-    blob whose shape it cannot read, "unclear", matches no caption, so it is kept)."""
-    if not wrong(image, thing):
-        return False
+def matches_no_caption(image) -> bool:
+    """The checker does not find a single clean thing (one blob whose shape it cannot read, "unclear",
+    matches no caption either)."""
     found = read_scene(np.asarray(image))
     return len(found) != 1 or found[0].shape == UNCLEAR
+
+
+def rejected(image, thing) -> bool:
+    """The checker does not find the prompt's thing, and no caption matches the image."""
+    return wrong(image, thing) and matches_no_caption(image)
 
 
 @torch.no_grad()
@@ -109,7 +112,7 @@ def main() -> None:
         for gen, scene in zip(gens, chunk):
             image = gen.image()
             if wrong(image, scene.things[0]):
-                kept["negative"].append(rejected(image, scene.things[0]))
+                kept["negative"].append(matches_no_caption(image))
                 kept["images"].append(np.asarray(image.convert("RGB")))
                 kept["captions"].append(scene.caption)
                 kept["scenes"].append(counterpart(kept["images"][-1], scene.things[0], gen.vqgan))

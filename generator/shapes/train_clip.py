@@ -16,11 +16,11 @@ above them: `shuffle` (a scene cut into tiles and shuffled: its colours, not its
 guide), with --vqgan NAME|FILE, images decoded from random codes, and with --loop-negatives FILE, images
 the loop drew and the checker rejected (`generator.shapes.loop_negatives`); with --pair-weight, each step
 also asks the prompts of --n-pair of those images to rank the prompt's clean scene above the step's loop
-images (`pair_loss`), so the blobs that fooled the guide score below the thing itself. With --adv-eps, the positives
-are moved adversarially first (`adversarial`), which makes a robust model (`shapes-robust`); --adv-clean
-trains on the clean positives too. With --recolour F, a fraction F of the scenes has its shapes redrawn in
-random colours off the palette and captions without colour words (`recoloured`), so shape is learnt apart
-from colour (held-out shape accuracy 73% -> 96%). Writes
+images (`pair_loss`), so the blobs that fooled the guide score below the thing itself. With --adv-eps,
+the positives are moved adversarially first (`adversarial`), which makes a robust model
+(`shapes-robust`); --adv-clean trains on the clean positives too. With --recolour F, a fraction F of the
+scenes has its shapes redrawn in random colours off the palette and captions without colour words
+(`recoloured`), so shape is learnt apart from colour (held-out shape accuracy 73% -> 96%). Writes
 OUT/clip_<arch>.safetensors (fp16; token embeddings of words the world never uses are zeroed, so the
 file compresses well) at every evaluation, and prints the held-out figures of `evaluate`.
 """
