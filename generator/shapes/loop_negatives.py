@@ -13,10 +13,15 @@ goes with the scene and not with the loop's image, and cannot tell them apart by
 VQGAN's texture; and "negative" (bool [n]): whether no caption at all matches the image (`rejected`). An
 image the checker reads as some other one-thing scene (a star prompt drawn as a clean triangle) is no
 negative for every caption, only for its prompt's. Prints how many were wrong.
+
+With `--start scene` each loop starts from its prompt's scene drawn cleanly rather than from a flat
+colour: what the loop makes of the right answer (a star whose points it wears away, because the guides
+score the eroded star above the clean one) is then a pair for that answer.
 """
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,13 +35,23 @@ from generator.models import ModelCache
 from generator.weight_records import SHAPES_RECOMMENDED
 
 from .checker import UNCLEAR, check, read_scene
-from .world import World, render, to_tensor
+from .world import SHAPES, World, render, to_tensor
 
 
-def prompts(n: int, seed: int):
-    """n one-shape training scenes."""
-    world = World("train", seed=seed, two_shape_fraction=0.0)
-    return [world.scene(i) for i in range(n)]
+def prompts(n: int, seed: int, shapes=None):
+    """n one-shape training scenes (only of `shapes`, when given)."""
+    world, out, i = World("train", seed=seed, two_shape_fraction=0.0), [], 0
+    while len(out) < n:
+        scene, i = world.scene(i), i + 1
+        if not shapes or scene.things[0].shape in shapes:
+            out.append(scene)
+    return out
+
+
+def start_image(scene, path: Path) -> str:
+    """`scene` drawn cleanly into the PNG `path`: an init image for a loop that starts at the answer."""
+    render(scene.things, scene.background).save(path)
+    return str(path)
 
 
 def wrong(image, thing) -> bool:
@@ -97,17 +112,26 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=SHAPES_RECOMMENDED["lr"])
     parser.add_argument("--init-colour", default=SHAPES_RECOMMENDED.get("init_colour", ""),
                         help="#rrggbb flat start, or '' for random codes (default: the recommended one)")
+    parser.add_argument("--start", choices=("colour", "scene"), default="colour",
+                        help="start each loop from --init-colour, or from its prompt's scene drawn cleanly: what "
+                             "the loop then makes of the right answer (an eroded star) is a pair for that answer")
+    parser.add_argument("--shapes", help="only prompts of these shapes, comma-separated (e.g. star,cross)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    shapes = args.shapes.split(",") if args.shapes else None
+    if shapes and set(shapes) - set(SHAPES):
+        raise SystemExit(f"--shapes: unknown shape {sorted(set(shapes) - set(SHAPES))[0]!r}; known: {', '.join(SHAPES)}")
     torch.set_num_threads(args.threads)
     models, kept, start = ModelCache("cpu"), {"images": [], "captions": [], "scenes": [], "negative": []}, time.time()
     settings = {**SHAPES_RECOMMENDED, "vqgan": args.vqgan, "clip": args.clip, "lr": args.lr,
                 "init_colour": args.init_colour}
-    todo = prompts(args.n, args.seed)
+    todo, starts = prompts(args.n, args.seed, shapes), tempfile.TemporaryDirectory()
     for first in range(0, len(todo), args.batch):
         chunk = todo[first:first + args.batch]
-        gens = [Generation(GenerationConfig.from_dict({**settings, "prompts": scene.caption, "seed": first + i}),
-                           device="cpu", models=models) for i, scene in enumerate(chunk)]
+        gens = [Generation(GenerationConfig.from_dict({
+            **settings, "prompts": scene.caption, "seed": first + i,
+            **({"init_image": start_image(scene, Path(starts.name) / f"{first + i}.png")} if args.start == "scene" else {})}),
+            device="cpu", models=models) for i, scene in enumerate(chunk)]
         GenerationBatch(gens).run()
         for gen, scene in zip(gens, chunk):
             image = gen.image()

@@ -184,3 +184,21 @@ def test_a_loop_images_counterpart_is_its_prompt_drawn_cleanly_on_its_background
     (found,) = read_scene(scene)
     assert (found.colour, found.shape, found.position) == ("green", "star", "right")
     assert np.abs(scene[:4, :4].astype(int) - (96, 130, 110)).max() <= 12  # the loop image's background
+
+
+def test_loop_negatives_can_start_each_loop_from_its_prompts_scene(tmp_path):
+    """--shapes keeps prompts of those shapes only; --start scene's init image is the prompt's scene,
+    drawn cleanly, so what the loop makes of it is a pair for the right answer."""
+    import numpy as np
+    from PIL import Image
+
+    from generator.shapes.checker import check
+    from generator.shapes.loop_negatives import prompts, start_image
+
+    scenes = prompts(6, seed=3, shapes=["star", "cross"])
+    assert len(scenes) == 6 and {s.things[0].shape for s in scenes} <= {"star", "cross"}
+    assert {s.things[0].shape for s in prompts(20, seed=3)} > {"star", "cross"}  # unfiltered: every shape
+    for i, scene in enumerate(scenes[:3]):
+        image = Image.open(start_image(scene, tmp_path / f"{i}.png")).convert("RGB")
+        assert all(check(image, scene.things[0]).values())
+        assert tuple(np.asarray(image)[0, 0]) == scene.background
