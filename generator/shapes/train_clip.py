@@ -305,7 +305,8 @@ def load_cache(directory: Path, n: int, seed: int, tokenizer, vqgan: str | None,
 def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: list[str], seed: int,
           lr: float, text_negatives: int, eval_every: float, out: Path, arch: str, hard_weight: float = 0.0,
           adv_eps: float = 0.0, adv_steps: int = 3, adv_clean: bool = False, steps: int | None = None,
-          pairs: dict | None = None, n_pair: int = 8, pair_weight: float = 0.0):
+          pairs: dict | None = None, n_pair: int = 8, pair_weight: float = 0.0, attack=None, attack_n: int = 4,
+          attack_weight: float = 0.0):
     torch.manual_seed(seed)
     gen, rng = torch.Generator().manual_seed(seed), random.Random(seed)
     model = clip.model.train().requires_grad_(True)
@@ -355,6 +356,12 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
             pair_views = clip.encode_image(jitter(to_tensor(both), gen))
             loss = loss + pair_weight * pair_loss(pair_views[:n_pair], pair_views[n_pair:],
                                                   encode_text(model, pairs["tokens"][j]), scale)
+        found = attack(clip, lambda t: encode_text(model, t), attack_n) if attack_weight else None
+        if found is not None:
+            scenes, attacked, captions = found
+            views = clip.encode_image(jitter(torch.cat([scenes, attacked]), gen))
+            loss = loss + attack_weight * pair_loss(views[:len(scenes)], views[len(scenes):],
+                                                    encode_text(model, clip.tokenizer(captions)), scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -362,7 +369,9 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
         step += 1
         if step % 20 == 0:
             print(f"step {step} {budget.elapsed():.0f}s {step / budget.elapsed():.2f} steps/s loss {loss.item():.3f} "
-                  f"scale {model.logit_scale.exp().item():.1f}", flush=True)
+                  f"scale {model.logit_scale.exp().item():.1f}"
+                  + (f" attacks that fooled the checker {attack.found}/{attack.tried}" if attack_weight else ""),
+                  flush=True)
         if eval_every and budget.elapsed() > next_eval:
             next_eval += eval_every * 60
             save(clip, arch, out)
@@ -459,6 +468,10 @@ def main() -> None:
                              "(needs loop negatives written with their prompts)")
     parser.add_argument("--n-pair", type=int, default=8,
                         help="loop images (and their scenes) per step for --pair-weight")
+    parser.add_argument("--attack-weight", type=float, default=0.0,
+                        help="weight of the pairs the loop's own attack finds as the model trains (loop_attack)")
+    parser.add_argument("--attack-n", type=int, default=4, help="scenes the loop attacks per step")
+    parser.add_argument("--attack-steps", type=int, default=12, help="loop steps of each attack")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--adv-eps", type=float, default=0.0,
                         help="train on adversarial positives within this L2 radius per 64x64 image (0: off)")
@@ -472,6 +485,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from generator.checkpoint import read_state_dict
+    from generator.models import load_vqgan
+
+    from .loop_attack import LoopAttack
 
     if args.eval_only:
         clip = build_clip(args.arch, read_state_dict(args.eval_only))
@@ -501,7 +517,9 @@ def main() -> None:
         train(clip, cache, args.minutes, args.batch, args.n_neg, negatives, args.seed, args.lr,
               args.text_negatives, args.eval_every, args.out, args.arch, args.hard_weight,
               args.adv_eps, args.adv_steps, args.adv_clean, steps=args.steps, pairs=pairs, n_pair=args.n_pair,
-              pair_weight=args.pair_weight)
+              pair_weight=args.pair_weight, attack_n=args.attack_n, attack_weight=args.attack_weight,
+              attack=LoopAttack(load_vqgan(args.vqgan)[0], args.attack_steps, seed=args.seed)
+              if args.attack_weight else None)
         if pairs is not None:
             print(f"scene above loop image: {pair_preference(clip, pairs):.1%}", flush=True)
         print("saved", save(clip, args.arch, args.out), flush=True)

@@ -202,3 +202,43 @@ def test_loop_negatives_can_start_each_loop_from_its_prompts_scene(tmp_path):
         image = Image.open(start_image(scene, tmp_path / f"{i}.png")).convert("RGB")
         assert all(check(image, scene.things[0]).values())
         assert tuple(np.asarray(image)[0, 0]) == scene.background
+
+
+def test_the_loop_attack_raises_the_models_score_of_its_captions_and_keeps_what_the_checker_rejects():
+    """The attack is the loop's own optimisation, run on the model being trained: what it makes of a
+    clean scene scores higher for the scene's caption (that is what the loop maximises), and what it
+    returns as pairs are only the results the checker no longer reads as the scene's thing."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from generator.cutouts import MakeCutouts
+    from generator.models import load_clip, load_vqgan
+    from generator.shapes.loop_attack import LoopAttack
+    from generator.shapes.loop_negatives import wrong
+    from generator.shapes.train_clip import encode_text
+    from generator.shapes.world import World
+    from generator.weight_records import SHAPES_RECOMMENDED
+
+    torch.manual_seed(0)
+    clip = load_clip("shapes-clip")
+    attack = LoopAttack(load_vqgan("shapes")[0], steps=10, cutn=4, seed=1)
+    encode = lambda tokens: encode_text(clip.model, tokens)  # noqa: E731
+    scenes = [World("train", seed=5, two_shape_fraction=0.0).scene(i) for i in range(3)]
+    clean, attacked = attack.attack(clip, encode, scenes)
+    assert clean.shape == attacked.shape == (3, 3, 64, 64) and (clean - attacked).abs().max() > 0.1
+    views = MakeCutouts(64, 32, 1.0, SHAPES_RECOMMENDED["augmentations"], padding="border")
+
+    @torch.no_grad()
+    def score(images):  # the loop's objective: the caption's cosine over the loop's augmented cutouts
+        text = F.normalize(encode(clip.tokenizer([s.caption for s in scenes])), dim=-1)
+        cutouts = [views(image[None], torch.Generator().manual_seed(2)) for image in images]
+        return torch.stack([(F.normalize(clip.encode_image(c), dim=-1) @ t).mean() for c, t in zip(cutouts, text)])
+
+    assert score(attacked).mean() > score(clean).mean()
+    found = attack(clip, encode, 4)
+    assert attack.tried == 4 and attack.found == (0 if found is None else len(found[0]))
+    if found is not None:
+        for image, caption in zip(found[1], found[2]):
+            thing = next(s for s in (attack.world.scene(i) for i in range(4)) if s.caption == caption).things[0]
+            assert wrong(image.mul(255).round().byte().permute(1, 2, 0).numpy(), thing)
