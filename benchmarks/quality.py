@@ -3,6 +3,7 @@ scene checker (generator/shapes/checker.py) and by a second CLIP that did not gu
 
     .venv/bin/python benchmarks/quality.py --prompts 12 --seeds 2 --presets defaults,notebook,shapes
     .venv/bin/python benchmarks/quality.py --prompts 50 --seeds 1 --presets shapes --rescore runs/q   # re-judge a --save run
+    .venv/bin/python benchmarks/quality.py --prompts 50 --seeds 1 --presets shapes --shapes star,cross --start scene
 
 Prompts are one-shape held-out scenes ("a large red star at the top": colour/shape pairs the models never
 saw in training). Per preset it prints, as a markdown table row: checker accuracy per attribute, the
@@ -19,6 +20,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -31,12 +33,13 @@ from generator.engine import Generation  # noqa: E402
 from generator.models import ModelCache  # noqa: E402
 from generator.shapes.checker import check  # noqa: E402
 from generator.shapes.train_clip import variants  # noqa: E402
-from generator.shapes.world import World  # noqa: E402
+from generator.shapes.world import World, render  # noqa: E402
 from generator.weight_records import SHAPES_RECOMMENDED  # noqa: E402
 
 ATTRIBUTES = ("colour", "shape", "position", "size")
 BASE = {"vqgan": "shapes", "clip": "shapes", "width": 64, "height": 64}
 GREY = "#808080"  # a flat grey start (init_colour)
+START_BACKGROUND = (128, 128, 128)  # --start scene: the prompt's thing drawn on this grey
 # The shapes pair's recommended settings until round 3 (random codes, lr 0.03). The shapes-* presets are
 # built on it, so each keeps the meaning it had when benchmarks/RESULTS.md measured it; `shapes` is
 # whatever is recommended now.
@@ -115,6 +118,10 @@ def main() -> None:
                         help="override a setting of every preset, e.g. --set init_weight=4 (repeatable)")
     parser.add_argument("--split", default="heldout", choices=("heldout", "train"),
                         help="prompts from held-out colour/shape pairs, or from pairs seen in training")
+    parser.add_argument("--shapes", help="only the prompts (of the --prompts) of these shapes, e.g. star,cross")
+    parser.add_argument("--start", choices=("preset", "scene"), default="preset",
+                        help="scene: start each loop from its prompt's thing drawn cleanly on grey (init_image): "
+                             "does the loop keep the right answer?")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--save", type=Path, help="write each image here as PRESET_PROMPTNO_SEED.png")
     parser.add_argument("--rescore", type=Path,
@@ -125,8 +132,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     models = ModelCache("cpu")
     judge = models.clips("shapes-judge")[0][0]
-    things = prompts(args.prompts, args.split)
-    print(f"{len(things)} {args.split} prompts x {args.seeds} seeds, e.g. {things[0].phrase()!r}; "
+    things = list(enumerate(prompts(args.prompts, args.split)))
+    if args.shapes:
+        things = [(p, t) for p, t in things if t.shape in args.shapes.split(",")]
+    starts = tempfile.TemporaryDirectory()
+    print(f"{len(things)} {args.split} prompts x {args.seeds} seeds, e.g. {things[0][1].phrase()!r}; "
           f"torch threads {args.threads}; VQGAN {args.vqgan}, CLIP {args.clip}")
     print("| preset | steps | checker colour | shape | position | size | all | judge colour | shape | position "
           "| guide colour | shape | position | s/image |")
@@ -138,8 +148,11 @@ def main() -> None:
         settings.update(overrides(args.set))
         tallies = {k: [] for k in ("checker", "judge", "guide")}
         seconds = []
-        for p, thing in enumerate(things):
+        for p, thing in things:
             text = f"{'an' if thing.phrase()[0] in 'aeiou' else 'a'} {thing.phrase()}"
+            if args.start == "scene":
+                settings["init_image"] = f"{starts.name}/{p}.png"
+                render([thing], START_BACKGROUND).save(settings["init_image"])
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 config = GenerationConfig.from_dict({**settings, "prompts": text, "seed": seed})
                 if args.rescore:
