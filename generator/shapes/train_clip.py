@@ -16,7 +16,9 @@ above them: `shuffle` (a scene cut into tiles and shuffled: its colours, not its
 guide), with --vqgan NAME|FILE, images decoded from random codes, and with --loop-negatives FILE, images
 the loop drew and the checker rejected (`generator.shapes.loop_negatives`); with --pair-weight, each step
 also asks the prompts of --n-pair of those images to rank the prompt's clean scene above the step's loop
-images (`pair_loss`), so the blobs that fooled the guide score below the thing itself. With --adv-eps,
+images (`pair_loss`), so the blobs that fooled the guide score below the thing itself. With
+--attack-weight, such pairs are found as the model trains: the loop itself attacks clean scenes through
+the VQGAN, against the model as it is (`loop_attack`). With --adv-eps,
 the positives are moved adversarially first (`adversarial`), which makes a robust model
 (`shapes-robust`); --adv-clean trains on the clean positives too. With --recolour F, a fraction F of the
 scenes has its shapes redrawn in random colours off the palette and captions without colour words
