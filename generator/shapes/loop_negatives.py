@@ -119,8 +119,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     shapes = args.shapes.split(",") if args.shapes else None
-    if shapes and set(shapes) - set(SHAPES):
-        raise SystemExit(f"--shapes: unknown shape {sorted(set(shapes) - set(SHAPES))[0]!r}; known: {', '.join(SHAPES)}")
+    unknown = sorted(set(shapes or ()) - set(SHAPES))
+    if unknown:
+        raise SystemExit(f"--shapes: unknown shape {unknown[0]!r}; known: {', '.join(SHAPES)}")
     torch.set_num_threads(args.threads)
     models, kept, start = ModelCache("cpu"), {"images": [], "captions": [], "scenes": [], "negative": []}, time.time()
     settings = {**SHAPES_RECOMMENDED, "vqgan": args.vqgan, "clip": args.clip, "lr": args.lr,
@@ -128,10 +129,12 @@ def main() -> None:
     todo, starts = prompts(args.n, args.seed, shapes), tempfile.TemporaryDirectory()
     for first in range(0, len(todo), args.batch):
         chunk = todo[first:first + args.batch]
-        gens = [Generation(GenerationConfig.from_dict({
-            **settings, "prompts": scene.caption, "seed": first + i,
-            **({"init_image": start_image(scene, Path(starts.name) / f"{first + i}.png")} if args.start == "scene" else {})}),
-            device="cpu", models=models) for i, scene in enumerate(chunk)]
+        gens = []
+        for i, scene in enumerate(chunk, first):
+            path = Path(starts.name) / f"{i}.png"
+            start_at = {"init_image": start_image(scene, path)} if args.start == "scene" else {}
+            config = GenerationConfig.from_dict({**settings, "prompts": scene.caption, "seed": i, **start_at})
+            gens.append(Generation(config, device="cpu", models=models))
         GenerationBatch(gens).run()
         for gen, scene in zip(gens, chunk):
             image = gen.image()
