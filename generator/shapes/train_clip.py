@@ -157,6 +157,14 @@ def pair_loss(scene: torch.Tensor, loop: torch.Tensor, caption: torch.Tensor, sc
     return F.cross_entropy(logits, torch.zeros(len(c), dtype=torch.long))
 
 
+def jittered_pair_loss(clip, both: torch.Tensor, tokens: torch.Tensor, scale, gen: torch.Generator):
+    """`pair_loss` on jittered views of `both` (m clean scenes, then the m loop images of them) for their
+    m captions' `tokens`: the loop negatives' pairs and the loop attack's alike."""
+    views = clip.encode_image(jitter(both, gen))
+    m = len(tokens)
+    return pair_loss(views[:m], views[m:], encode_text(clip.model, tokens), scale)
+
+
 @torch.no_grad()
 def pair_preference(clip, pairs: dict, n: int = 512) -> float:
     """How often a loop image's prompt is closer to the prompt's clean scene than to the loop image."""
@@ -354,16 +362,13 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
                 loss = loss + hard_weight * hard_negative_loss(view[:batch], txt_emb, batch, scale)
         if pairs is not None and pair_weight:
             j = torch.randint(len(pairs["images"]), (n_pair,), generator=gen)
-            both = torch.cat([pairs["scenes"][j], pairs["images"][j]]).numpy()
-            pair_views = clip.encode_image(jitter(to_tensor(both), gen))
-            loss = loss + pair_weight * pair_loss(pair_views[:n_pair], pair_views[n_pair:],
-                                                  encode_text(model, pairs["tokens"][j]), scale)
+            both = to_tensor(torch.cat([pairs["scenes"][j], pairs["images"][j]]).numpy())
+            loss = loss + pair_weight * jittered_pair_loss(clip, both, pairs["tokens"][j], scale, gen)
         found = attack(clip, lambda t: encode_text(model, t), attack_n) if attack_weight else None
         if found is not None:
             scenes, attacked, captions = found
-            views = clip.encode_image(jitter(torch.cat([scenes, attacked]), gen))
-            loss = loss + attack_weight * pair_loss(views[:len(scenes)], views[len(scenes):],
-                                                    encode_text(model, clip.tokenizer(captions)), scale)
+            loss = loss + attack_weight * jittered_pair_loss(clip, torch.cat([scenes, attacked]),
+                                                             clip.tokenizer(captions), scale, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
