@@ -4,6 +4,7 @@ scene checker (generator/shapes/checker.py) and by a second CLIP that did not gu
     .venv/bin/python benchmarks/quality.py --prompts 12 --seeds 2 --presets defaults,notebook,shapes
     .venv/bin/python benchmarks/quality.py --prompts 50 --seeds 1 --presets shapes --rescore runs/q   # re-judge a --save run
     .venv/bin/python benchmarks/quality.py --prompts 50 --seeds 1 --presets shapes --shapes star,cross --start scene
+    .venv/bin/python benchmarks/quality.py --prompts 50 --seeds 1 --presets shapes --shapes star,cross --seen-colours
 
 Prompts are one-shape held-out scenes ("a large red star at the top": colour/shape pairs the models never
 saw in training). Per preset it prints, as a markdown table row: checker accuracy per attribute, the
@@ -19,6 +20,7 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -33,7 +35,7 @@ from generator.engine import Generation  # noqa: E402
 from generator.models import ModelCache  # noqa: E402
 from generator.shapes.checker import check  # noqa: E402
 from generator.shapes.train_clip import variants  # noqa: E402
-from generator.shapes.world import World, render  # noqa: E402
+from generator.shapes.world import COLOURS, HELD_OUT, World, render  # noqa: E402
 from generator.weight_records import SHAPES_RECOMMENDED  # noqa: E402
 
 ATTRIBUTES = ("colour", "shape", "position", "size")
@@ -81,6 +83,17 @@ def prompts(n: int, split: str = "heldout") -> list:
     return out
 
 
+def seen_colour(thing):
+    """`thing` in the first colour after its own (in palette order) that training drew its shape in: the
+    same shape, size and position as a held-out prompt, but a colour/shape pair the guides have seen."""
+    start = COLOURS.index(thing.colour)
+    for step in range(1, len(COLOURS)):
+        colour = COLOURS[(start + step) % len(COLOURS)]
+        if (colour, thing.shape) not in HELD_OUT:
+            return dataclasses.replace(thing, colour=colour)
+    raise ValueError(f"no colour of the palette was drawn as a {thing.shape} in training")
+
+
 def overrides(pairs: list[str]) -> dict:
     """--set KEY=VALUE pairs as settings; VALUE is read as JSON when it parses ("4", "[\"Af\"]"), else text."""
     out = {}
@@ -122,6 +135,9 @@ def main() -> None:
     parser.add_argument("--start", choices=("preset", "scene"), default="preset",
                         help="scene: start each loop from its prompt's thing drawn cleanly on grey (init_image): "
                              "does the loop keep the right answer?")
+    parser.add_argument("--seen-colours", action="store_true",
+                        help="ask for each prompt's shape, size and position in a colour training drew that shape "
+                             "in (green star -> blue star): does the loop fail the unseen pair, or the shape?")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--save", type=Path, help="write each image here as PRESET_PROMPTNO_SEED.png")
     parser.add_argument("--rescore", type=Path,
@@ -135,6 +151,8 @@ def main() -> None:
     things = list(enumerate(prompts(args.prompts, args.split)))
     if args.shapes:
         things = [(p, t) for p, t in things if t.shape in args.shapes.split(",")]
+    if args.seen_colours:
+        things = [(p, seen_colour(t)) for p, t in things]
     starts = tempfile.TemporaryDirectory()
     print(f"{len(things)} {args.split} prompts x {args.seeds} seeds, e.g. {things[0][1].phrase()!r}; "
           f"torch threads {args.threads}; VQGAN {args.vqgan}, CLIP {args.clip}")
