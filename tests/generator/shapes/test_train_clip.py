@@ -1,6 +1,7 @@
 """The CLIP trainer's shortcuts compute what open_clip computes."""
 import random
 
+import pytest
 import torch
 
 from generator.clip import build_clip
@@ -242,3 +243,32 @@ def test_the_loop_attack_raises_the_models_score_of_its_captions_and_keeps_what_
         for image, caption in zip(found[1], found[2]):
             thing = next(s for s in (attack.world.scene(i) for i in range(4)) if s.caption == caption).things[0]
             assert wrong(image.mul(255).round().byte().permute(1, 2, 0).numpy(), thing)
+
+
+def test_near_miss_twins_keep_colour_and_place_and_change_only_the_outline():
+    """A near miss is the scene's thing almost right: the checker reads the same colour and position but
+    never the scene's shape, and the pair has the loop negatives' layout, so train_clip reads it."""
+    import numpy as np
+
+    from generator.models import load_vqgan
+    from generator.shapes.checker import read_scene
+    from generator.shapes.loop_negatives import wrong
+    from generator.shapes.near_miss import pairs, twin
+    from generator.shapes.world import Thing
+
+    rng = random.Random(0)
+    for shape in ("star", "cross"):
+        for position in ("left", "centre", "bottom"):
+            thing = Thing("blue", shape, "large", position)
+            image = twin(thing, (120, 110, 100), rng)
+            found = read_scene(np.asarray(image))
+            assert found and (found[0].colour, found[0].position) == ("blue", position)
+            assert wrong(image, thing) and all(r.shape != shape for r in found)
+    data = pairs(4, 3000, ["star", "cross"], load_vqgan("shapes")[0].eval())
+    assert data["images"].shape == data["scenes"].shape == (4, 64, 64, 3) and len(data["captions"]) == 4
+    assert not torch.equal(data["images"], data["scenes"])
+    for scene, caption in zip(data["scenes"].numpy(), data["captions"]):
+        (found,) = read_scene(scene)
+        assert found.shape in caption and found.colour in caption  # the scene is still the caption's thing
+    with pytest.raises(ValueError, match="not for a triangle"):
+        twin(Thing("blue", "triangle", "large", "left"), (120, 110, 100), rng)
