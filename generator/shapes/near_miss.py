@@ -4,14 +4,15 @@
     python -m generator.shapes.train_clip ... --loop-negatives runs/near_miss.pt --pair-weight 1
 
 From grey, the loop draws spiky blobs with three or four points for a star prompt, and its guides rate
-them stars (benchmarks/RESULTS.md, "Tenth round"). Here each one-thing training scene of `--shapes` gets a
-twin with the same colour, size, position and background but a shape that no caption names: a star with
-3, 4, 6 or 7 points, with blunt points, or with points of uneven length; a cross with uneven or thick
-arms; either with its corners jittered (the checker reads a jittered triangle or square as
-itself, so those shapes have no near misses here). Both pass through the VQGAN, so they differ in the outline
-alone. A twin in which the checker finds the scene's thing is drawn again. The file has the layout of
-`generator.shapes.loop_negatives` ("images": the twins, "scenes", "captions", "negative"), so
-`train_clip --loop-negatives FILE --pair-weight W` makes each caption rank its scene above the twin.
+them stars (benchmarks/RESULTS.md, "Tenth round"). Here each one-thing star or cross training scene gets
+a twin with the same colour, size, position and background but an outline that no caption names: a star
+with 3, 4, 6 or 7 points, with blunt points, or with points of uneven length; a cross with uneven or
+thick arms; either with its corners jittered. (The checker reads a jittered triangle or square as
+itself, so those shapes have no near misses.) Both pass through the VQGAN, so they differ in the outline
+alone; a twin in which the checker finds the scene's thing, before or after the VQGAN, is not used. The
+file has the layout of `generator.shapes.loop_negatives` ("images": the twins, "scenes", "captions",
+"negative"), so `train_clip --loop-negatives FILE --pair-weight W` makes each caption rank its scene
+above its twin.
 """
 from __future__ import annotations
 
@@ -48,10 +49,8 @@ def star_like(cx: float, cy: float, r: float, rng: random.Random) -> list[tuple[
 
 def cross_like(cx: float, cy: float, r: float, rng: random.Random) -> list[tuple[float, float]]:
     """A cross that is not the world's: arms of uneven length, or arms too thick."""
-    thick = r * (rng.uniform(0.5, 0.6) if rng.random() < 0.5 else 0.32)
-    arms = [r * 0.9 * (rng.uniform(0.35, 1.0) if thick < r * 0.4 else 1.0) for _ in range(4)]  # up right down left
-    up, right, down, left = arms
-    t = thick
+    t = r * (rng.uniform(0.5, 0.6) if rng.random() < 0.5 else 0.32)  # half the arm's thickness
+    up, right, down, left = (r * 0.9 * (rng.uniform(0.35, 1.0) if t < r * 0.4 else 1.0) for _ in range(4))
     return [(cx - t, cy - up), (cx + t, cy - up), (cx + t, cy - t), (cx + right, cy - t), (cx + right, cy + t),
             (cx + t, cy + t), (cx + t, cy + down), (cx - t, cy + down), (cx - t, cy + t), (cx - left, cy + t),
             (cx - left, cy - t), (cx - t, cy - t)]
@@ -137,8 +136,8 @@ def main() -> None:
     data = pairs(args.n, args.seed, shapes, ModelCache("cpu").vqgan(args.vqgan).eval())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(data, args.out)
-    print(f"wrote {len(data['images'])} of {args.n} pairs to {args.out} ({int(data['negative'].sum())} match no caption "
-          f"after the VQGAN)", flush=True)
+    print(f"wrote {len(data['images'])} of {args.n} pairs to {args.out} "
+          f"({int(data['negative'].sum())} match no caption after the VQGAN)", flush=True)
 
 
 if __name__ == "__main__":
