@@ -77,9 +77,15 @@ def counterpart(image: np.ndarray, thing, vqgan) -> np.ndarray:
     """What the loop should have drawn: `thing` rendered on `image`'s background (its median colour) and
     reconstructed by `vqgan`, uint8 [64, 64, 3]."""
     background = tuple(int(v) for v in np.median(image.reshape(-1, 3), 0))
-    x = to_tensor(np.array(render([thing], background))[None]) * 2 - 1
+    return reconstructed(vqgan, [render([thing], background)])[0].numpy()
+
+
+@torch.no_grad()
+def reconstructed(vqgan, images) -> torch.Tensor:
+    """RGB images (PIL or uint8 [64, 64, 3]) as the VQGAN reconstructs them, uint8 [n, 64, 64, 3]."""
+    x = to_tensor(np.stack([np.asarray(i) for i in images])) * 2 - 1
     y = vqgan.decode(vqgan.encode(x)).add(1).div(2).clamp(0, 1)
-    return y.mul(255).round().byte()[0].permute(1, 2, 0).numpy()
+    return y.mul(255).round().byte().permute(0, 2, 3, 1).contiguous()
 
 
 def read(paths, tokenizer) -> tuple[torch.Tensor, dict | None]:

@@ -21,14 +21,13 @@ import math
 import random
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
 from generator.models import ModelCache
 
-from .loop_negatives import matches_no_caption, prompts, wrong
-from .world import PALETTE, POSITIONS, SIZE, SIZES, SUPERSAMPLE, shape_polygon, to_tensor
+from .loop_negatives import matches_no_caption, prompts, reconstructed, wrong
+from .world import PALETTE, POSITIONS, SIZE, SIZES, SUPERSAMPLE, shape_polygon
 
 
 def star_like(cx: float, cy: float, r: float, rng: random.Random) -> list[tuple[float, float]]:
@@ -66,12 +65,12 @@ MAKERS = {"star": star_like, "cross": cross_like}
 
 def near_miss(thing, background, rng: random.Random) -> Image.Image:
     """`thing` drawn almost right (its colour, size and position; an outline no caption names), 64x64."""
+    if thing.shape not in MAKERS:
+        raise ValueError(f"near misses are drawn for {' and '.join(MAKERS)}, not for a {thing.shape}")
     s = SUPERSAMPLE
     x, y = POSITIONS[thing.position]
     x, y = (x + rng.uniform(-1.5, 1.5)) * s, (y + rng.uniform(-1.5, 1.5)) * s
     r = SIZES[thing.size] * rng.uniform(0.93, 1.07) * s
-    if thing.shape not in MAKERS:
-        raise ValueError(f"near misses are drawn for {' and '.join(MAKERS)}, not for a {thing.shape}")
     polygon = MAKERS[thing.shape](x, y, r, rng) if rng.random() < 0.75 else \
         jittered(shape_polygon(thing.shape, x, y, r), r, rng)
     canvas = Image.new("RGB", (SIZE * s, SIZE * s), background)
@@ -88,14 +87,6 @@ def twin(thing, background, rng: random.Random, tries: int = 20) -> Image.Image 
     return None
 
 
-@torch.no_grad()
-def through(vqgan, images: list[Image.Image]) -> torch.Tensor:
-    """Images reconstructed by the VQGAN, uint8 [n, 64, 64, 3]."""
-    x = to_tensor(np.stack([np.asarray(i) for i in images])) * 2 - 1
-    y = vqgan.decode(vqgan.encode(x)).add(1).div(2).clamp(0, 1)
-    return y.mul(255).round().byte().permute(0, 2, 3, 1).contiguous()
-
-
 def pairs(n: int, seed: int, shapes, vqgan) -> dict:
     """n scenes of `shapes` from the training world and their near-miss twins, as a loop-negatives dict
     (a scene whose every near miss the checker reads as its thing is left out)."""
@@ -106,8 +97,8 @@ def pairs(n: int, seed: int, shapes, vqgan) -> dict:
             drawn.append(scene)
             twins.append(image)
     scenes = [s.image for s in drawn]
-    images = torch.cat([through(vqgan, twins[i:i + 128]) for i in range(0, len(twins), 128)])
-    clean = torch.cat([through(vqgan, scenes[i:i + 128]) for i in range(0, len(scenes), 128)])
+    images = torch.cat([reconstructed(vqgan, twins[i:i + 128]) for i in range(0, len(twins), 128)])
+    clean = torch.cat([reconstructed(vqgan, scenes[i:i + 128]) for i in range(0, len(scenes), 128)])
     return kept({"images": images, "captions": [s.caption for s in drawn], "scenes": clean},
                 [s.things[0] for s in drawn])
 
