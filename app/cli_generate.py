@@ -27,6 +27,8 @@ def add_generation_options(p: argparse.ArgumentParser, local: bool = True) -> No
                    help=f"cutout augmentations (default: {' '.join(d.augmentations)})")
     p.add_argument("--augment-padding", choices=PADDINGS, default=S,
                    help=f"what rotated and shifted cutouts show past the image edge (default: {d.augment_padding})")
+    p.add_argument("--augment-noise", type=float, default=S,
+                   help=f"largest standard deviation of the 'Gn' noise on cutouts, pixels in [0, 1] (default: {d.augment_noise})")
     p.add_argument("--vqgan", default=S, metavar="NAME|FILE",
                    help=f"VQGAN: registry name, 'tiny' (test model) or a checkpoint file (default: {d.vqgan})")
     p.add_argument("--clip", default=S, metavar="NAME[:W][,...]",

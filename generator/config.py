@@ -36,6 +36,7 @@ class GenerationConfig:
     optimizer: str = "adam"  # one of OPTIMIZERS
     augmentations: list[str] = field(default_factory=lambda: ["Af", "Fl", "Ji", "Gn", "Er"])  # of AUGMENTATIONS
     augment_padding: str = "zeros"  # what rotated/shifted cutouts show past the image edge: one of PADDINGS
+    augment_noise: float = 0.1  # "Gn": each cutout gets Gaussian noise of a standard deviation drawn from [0, this]
     vqgan: str = "vqgan_imagenet_f16_16384"  # registry name, "tiny", or a checkpoint file path
     clip: str = "ViT-B-32/openai"  # comma-separated CLIP specs, each NAME[:weight]
     init_image: str = ""  # start from this image (encoded) instead of random codes
@@ -121,7 +122,7 @@ class GenerationConfig:
             raise ConfigError(f"lr must be a positive number, got {self.lr}")
         if not 0 < self.cut_pow < float("inf"):
             raise ConfigError(f"cut_pow must be a positive number, got {self.cut_pow}")
-        for name in ("init_weight", "tv_weight"):
+        for name in ("init_weight", "tv_weight", "augment_noise"):
             if not 0 <= getattr(self, name) < float("inf"):
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.optimizer not in OPTIMIZERS:

@@ -139,7 +139,8 @@ class Generation:
     def _make_cutouts(self, clip) -> MakeCutouts:
         """Cutouts for `clip` as the config asks: the loop's and the image prompts' are made alike."""
         cfg = self.config
-        return MakeCutouts(clip.input_size, cfg.cutn, cfg.cut_pow, cfg.augmentations, padding=cfg.augment_padding)
+        return MakeCutouts(clip.input_size, cfg.cutn, cfg.cut_pow, cfg.augmentations,
+                           noise=cfg.augment_noise, padding=cfg.augment_padding)
 
     def _encode_image_prompt_fn(self, clip):
         cfg = self.config

@@ -75,8 +75,9 @@ def to_config(values: dict, init_name: str | None, prompt_names: list[str] | Non
     )
     recommended = recommended_settings(vqgan)  # for the settings the form has no field for
     start_colour = recommended.get("init_colour")
-    if recommended.get("augment_padding"):
-        data["augment_padding"] = recommended["augment_padding"]
+    for key in ("augment_padding", "augment_noise"):
+        if key in recommended:
+            data[key] = recommended[key]
     if init_name:
         data["init_image"] = str(uploads.path_of(init_name))
     elif start_colour:

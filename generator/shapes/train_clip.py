@@ -62,6 +62,15 @@ def jitter(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return x + torch.rand(n, 1, 1, 1, generator=gen) * 0.06 * torch.randn(x.shape, generator=gen)
 
 
+def noised(x: torch.Tensor, sigma: float, gen: torch.Generator) -> torch.Tensor:
+    """Add Gaussian noise to every image, at a standard deviation drawn uniformly from [0, sigma] per image
+    (positives and negatives alike, so noise tells nothing): a model accurate under noise, whose gradient
+    averaged over noise (the loop's `Gn` cutouts) follows outlines rather than pixel texture."""
+    if not sigma:
+        return x
+    return x + torch.rand(len(x), 1, 1, 1, generator=gen) * sigma * torch.randn(x.shape, generator=gen)
+
+
 def tile_shuffle(x: torch.Tensor, gen: torch.Generator, tile: int = 8) -> torch.Tensor:
     n, c, h, w = x.shape
     tiles = x.unfold(2, tile, tile).unfold(3, tile, tile).reshape(n, c, -1, tile, tile)
@@ -316,7 +325,7 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
           lr: float, text_negatives: int, eval_every: float, out: Path, arch: str, hard_weight: float = 0.0,
           adv_eps: float = 0.0, adv_steps: int = 3, adv_clean: bool = False, steps: int | None = None,
           pairs: dict | None = None, n_pair: int = 8, pair_weight: float = 0.0, attack=None, attack_n: int = 4,
-          attack_weight: float = 0.0):
+          attack_weight: float = 0.0, noise_sigma: float = 0.0):
     torch.manual_seed(seed)
     gen, rng = torch.Generator().manual_seed(seed), random.Random(seed)
     model = clip.model.train().requires_grad_(True)
@@ -350,7 +359,7 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
                 txt_fixed = encode_text(model, txt_tokens)
             moved = adversarial(clip, parts[0], txt_fixed, txt_tokens, batch, scale.detach(), adv_eps, adv_steps, gen)
             parts = parts + [moved] if adv_clean else [moved] + parts[1:]
-        img_emb = clip.encode_image(torch.cat(parts))
+        img_emb = clip.encode_image(noised(torch.cat(parts), noise_sigma, gen))
         txt_emb = encode_text(model, txt_tokens)
         # with adv_clean, the clean positives and then the moved ones, each beside the same negatives
         views = [img_emb[:-batch], torch.cat([img_emb[-batch:], img_emb[batch:-batch]])] if adv_eps and adv_clean \
@@ -480,6 +489,8 @@ def main() -> None:
     parser.add_argument("--attack-n", type=int, default=4, help="scenes the loop attacks per step")
     parser.add_argument("--attack-steps", type=int, default=12, help="loop steps of each attack")
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--noise-sigma", type=float, default=0.0,
+                        help="add Gaussian noise of standard deviation up to this to every training image")
     parser.add_argument("--adv-eps", type=float, default=0.0,
                         help="train on adversarial positives within this L2 radius per 64x64 image (0: off)")
     parser.add_argument("--adv-steps", type=int, default=3, help="gradient steps of each adversarial search")
@@ -525,7 +536,7 @@ def main() -> None:
               args.text_negatives, args.eval_every, args.out, args.arch, args.hard_weight,
               args.adv_eps, args.adv_steps, args.adv_clean, steps=args.steps, pairs=pairs, n_pair=args.n_pair,
               pair_weight=args.pair_weight, attack_n=args.attack_n, attack_weight=args.attack_weight,
-              attack=LoopAttack(load_vqgan(args.vqgan)[0], args.attack_steps, seed=args.seed)
+              noise_sigma=args.noise_sigma, attack=LoopAttack(load_vqgan(args.vqgan)[0], args.attack_steps, seed=args.seed)
               if args.attack_weight else None)
         if pairs is not None:
             print(f"scene above loop image: {pair_preference(clip, pairs):.1%}", flush=True)

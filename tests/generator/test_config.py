@@ -23,6 +23,7 @@ def test_round_trip_through_json():
     ({"prompts": "x", "optimizer": "lion"}, "unknown optimizer 'lion'"),
     ({"prompts": "x", "augmentations": ["Zz"]}, "unknown augmentation 'Zz'"),
     ({"prompts": "x", "augment_padding": "wrap"}, "unknown augment padding 'wrap'"),
+    ({"prompts": "x", "augment_noise": -0.1}, "augment_noise must be >= 0"),
     ({"prompts": "x", "init_image": "/no/such.png"}, "init image"),
     ({"prompts": "x", "clip": "tiny:-1"}, "weight must be positive"),
     ({"prompts": ""}, "prompt is empty"),

@@ -39,6 +39,16 @@ def test_same_seed_same_image_other_seed_other_image(models):
     assert not np.array_equal(pixels(a), pixels(c))
 
 
+def test_augment_noise_sets_the_cutouts_noise(models):
+    """`augment_noise` is the largest noise of the Gn cutouts: at 0 the first step's loss is that with no
+    noise at all (the boxes are drawn first; the noise's draws change later steps'); larger noise changes it."""
+    def losses(**settings):
+        return [r.loss for r in Generation(tiny_config(steps=1, **settings), device="cpu", models=models)]
+    silent = losses(augmentations=["Gn"], augment_noise=0.0)
+    assert silent == losses(augmentations=[])
+    assert losses(augmentations=["Gn"], augment_noise=0.5) != silent
+
+
 def test_step_image_is_a_snapshot(models):
     gen = Generation(tiny_config(steps=5, lr=0.5), device="cpu", models=models)
     first = next(iter(gen))
