@@ -9,7 +9,9 @@ scene checker (generator/shapes/checker.py) and by a second CLIP that did not gu
 Prompts are one-shape held-out scenes ("a large red star at the top": colour/shape pairs the models never
 saw in training). Per preset it prints, as a markdown table row: checker accuracy per attribute, the
 judge CLIP's top-1 per attribute among captions differing only in that attribute, the guiding CLIP's own
-top-1 the same way (its gap to the checker is how far the image fools its guide), and seconds per image.
+top-1 the same way (its gap to the checker is how far the image fools its guide), the mean overlap of
+each image's largest object with the asked shape's template (`checker.shape_overlap`, graded where the
+checker's shape is yes or no: 0.75 is where yes starts), and seconds per image.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from PIL import Image  # noqa: E402
 from generator import GenerationConfig  # noqa: E402
 from generator.engine import Generation  # noqa: E402
 from generator.models import ModelCache  # noqa: E402
-from generator.shapes.checker import check  # noqa: E402
+from generator.shapes.checker import check, shape_overlap  # noqa: E402
 from generator.shapes.train_clip import variants  # noqa: E402
 from generator.shapes.world import COLOURS, HELD_OUT, World, render  # noqa: E402
 from generator.weight_records import SHAPES_RECOMMENDED  # noqa: E402
@@ -157,8 +159,8 @@ def main() -> None:
     print(f"{len(things)} {args.split} prompts x {args.seeds} seeds, e.g. {things[0][1].phrase()!r}; "
           f"torch threads {args.threads}; VQGAN {args.vqgan}, CLIP {args.clip}")
     print("| preset | steps | checker colour | shape | position | size | all | judge colour | shape | position "
-          "| guide colour | shape | position | s/image |")
-    print("|---" * 14 + "|")
+          "| guide colour | shape | position | shape IoU | s/image |")
+    print("|---" * 15 + "|")
     for name in args.presets.split(","):
         settings = {**BASE, "vqgan": args.vqgan, "clip": args.clip, **PRESETS[name]}
         if args.steps:
@@ -183,8 +185,10 @@ def main() -> None:
                     image, guide = gen.run(), gen.clips[0][0]
                     seconds.append(time.perf_counter() - start)
                 # the checker reads the world at its own 64x64 (a larger image is box-filtered down to it)
-                c = check(image if image.size == (64, 64) else image.resize((64, 64), Image.BOX), thing)
-                tallies["checker"].append({**c, "all": all(c[a] for a in ("colour", "shape", "position"))})
+                small = image if image.size == (64, 64) else image.resize((64, 64), Image.BOX)
+                c = check(small, thing)
+                tallies["checker"].append({**c, "all": all(c[a] for a in ("colour", "shape", "position")),
+                                           "overlap": shape_overlap(small, thing.shape)})
                 tallies["judge"].append(attribute_top1(judge, image, thing))
                 tallies["guide"].append(attribute_top1(guide, image, thing))
                 if args.save:
@@ -196,7 +200,7 @@ def main() -> None:
         print(f"| {name} | {config.steps} | {pct(ch['colour'])} | {pct(ch['shape'])} | {pct(ch['position'])} | "
               f"{pct(ch['size'])} | {pct(ch['all'])} | {pct(ju['colour'])} | {pct(ju['shape'])} | "
               f"{pct(ju['position'])} | {pct(gu['colour'])} | {pct(gu['shape'])} | {pct(gu['position'])} | "
-              f"{np.mean(seconds):.1f} |", flush=True)
+              f"{ch['overlap']:.2f} | {np.mean(seconds):.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -143,12 +143,24 @@ def nearest_colour(rgb: np.ndarray) -> str:
     return min(PALETTE, key=lambda c: float(np.sum((np.array(PALETTE[c]) - rgb) ** 2)))
 
 
+def _objects(pixels: np.ndarray) -> list[np.ndarray]:
+    """The foreground components of at least MIN_AREA pixels, largest first."""
+    mask = np.linalg.norm(pixels - background(pixels), axis=-1) > FOREGROUND_DISTANCE
+    return sorted((c for c in components(mask) if len(c) >= MIN_AREA), key=len, reverse=True)
+
+
+def shape_overlap(image, shape: str) -> float:
+    """How well the largest object of `image` overlaps `shape`'s template (intersection over union, 0 when
+    there is no object): a graded score where `check` says only yes or no. A ragged star with one point
+    too few scores above a blob; a clean star scores about 0.9 (MIN_IOU is where "yes" starts)."""
+    found = _objects(_pixels(image))
+    return match_shapes(found[0])[shape] if found else 0.0
+
+
 def read_scene(image, max_objects: int = 4) -> list[Reading]:
     """The objects in an image (PIL or uint8 [H, W, 3]), largest first; [] when it finds none."""
     pixels = _pixels(image)
-    bg = background(pixels)
-    mask = np.linalg.norm(pixels - bg, axis=-1) > FOREGROUND_DISTANCE
-    found = sorted((c for c in components(mask) if len(c) >= MIN_AREA), key=len, reverse=True)[:max_objects]
+    found = _objects(pixels)[:max_objects]
     readings = []
     for points in found:
         colour = nearest_colour(np.median(pixels[points[:, 0], points[:, 1]], axis=0))

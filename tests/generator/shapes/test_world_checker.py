@@ -1,7 +1,7 @@
 """The shapes world is deterministic and honours its held-out split; the checker reads clean scenes."""
 import numpy as np
 
-from generator.shapes.checker import check_scene, read_scene
+from generator.shapes.checker import MIN_IOU, check_scene, read_scene, shape_overlap
 from generator.shapes.world import HELD_OUT, PALETTE, Thing, World, render
 
 
@@ -86,3 +86,19 @@ def test_checker_calls_a_blob_that_is_no_shape_unclear():
     assert found.colour == "red" and found.shape == "unclear"
     # while the same pixels' shapes drawn cleanly are read
     assert read_scene(render([Thing("red", "cross", "large", "centre")], (120, 120, 120)))[0].shape == "cross"
+
+
+def test_shape_overlap_grades_a_star_above_a_blob_and_below_itself():
+    """The graded shape score: a clean star overlaps the star template past MIN_IOU and beyond any other
+    shape's; the ragged blob of the test above overlaps the star template less; a blank image scores 0."""
+    from PIL import Image, ImageDraw
+
+    star = render([Thing("blue", "star", "large", "centre")], (120, 120, 120))
+    assert shape_overlap(star, "star") >= MIN_IOU
+    assert shape_overlap(star, "star") > max(shape_overlap(star, s) for s in ("circle", "square", "triangle", "cross"))
+    blob = Image.new("RGB", (64, 64), (120, 120, 120))
+    draw = ImageDraw.Draw(blob)
+    draw.ellipse([14, 20, 40, 30], fill=PALETTE["blue"])
+    draw.ellipse([30, 24, 38, 50], fill=PALETTE["blue"])
+    assert shape_overlap(blob, "star") < MIN_IOU < shape_overlap(star, "star")
+    assert shape_overlap(Image.new("RGB", (64, 64), (120, 120, 120)), "star") == 0.0
