@@ -151,8 +151,8 @@ def _objects(pixels: np.ndarray) -> list[np.ndarray]:
 
 def shape_overlap(image, shape: str) -> float:
     """How well the largest object of `image` overlaps `shape`'s template (intersection over union, 0 when
-    there is no object): a graded score where `check` says only yes or no. A ragged star with one point
-    too few scores above a blob; a clean star scores about 0.9 (MIN_IOU is where "yes" starts)."""
+    there is no object): a graded score where `check` says only yes or no. Clean held-out scenes score
+    0.93-1.0 for their own shape; MIN_IOU is where "yes" starts."""
     found = _objects(_pixels(image))
     return match_shapes(found[0])[shape] if found else 0.0
 
