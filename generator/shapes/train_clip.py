@@ -536,7 +536,8 @@ def main() -> None:
               args.text_negatives, args.eval_every, args.out, args.arch, args.hard_weight,
               args.adv_eps, args.adv_steps, args.adv_clean, steps=args.steps, pairs=pairs, n_pair=args.n_pair,
               pair_weight=args.pair_weight, attack_n=args.attack_n, attack_weight=args.attack_weight,
-              noise_sigma=args.noise_sigma, attack=LoopAttack(load_vqgan(args.vqgan)[0], args.attack_steps, seed=args.seed)
+              noise_sigma=args.noise_sigma,
+              attack=LoopAttack(load_vqgan(args.vqgan)[0], args.attack_steps, seed=args.seed)
               if args.attack_weight else None)
         if pairs is not None:
             print(f"scene above loop image: {pair_preference(clip, pairs):.1%}", flush=True)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from generator.clip import build_clip
-from generator.shapes.train_clip import altered_captions, contrastive_loss, encode_text, tokenize
+from generator.shapes.train_clip import altered_captions, contrastive_loss, encode_text, noised, tokenize
 from generator.shapes.world import HELD_OUT, World
 
 
@@ -26,6 +26,16 @@ def test_identical_captions_share_the_positive_and_extra_captions_are_negatives(
     perfect = contrastive_loss(img, txt, tokens, 3, 100.0)
     swapped = contrastive_loss(img, txt[[3, 1, 2, 0]], tokens, 3, 100.0)
     assert perfect < swapped
+
+
+def test_noise_sigma_noises_every_image_at_most_that_much_and_zero_leaves_them():
+    """`--noise-sigma`: each image (positive or negative) gets its own noise level, none above sigma; 0 is off."""
+    x = torch.full((64, 3, 32, 32), 0.5)
+    gen = torch.Generator().manual_seed(0)
+    assert noised(x, 0.0, gen) is x
+    stds = (noised(x, 0.3, gen) - x).flatten(1).std(1)
+    assert bool((stds > 0).all()) and float(stds.max()) < 0.3 * 1.05
+    assert float(stds.max() - stds.min()) > 0.1  # levels differ per image, spread over [0, sigma]
 
 
 def test_altered_captions_keep_the_template_change_one_attribute_and_never_name_a_held_out_pair():
