@@ -19,6 +19,11 @@ def add_generation_options(p: argparse.ArgumentParser, local: bool = True) -> No
                    help=f"image size in pixels, a multiple of the VQGAN's factor (default: {d.width} {d.height})")
     p.add_argument("--steps", type=int, default=S, help=f"optimisation steps (default: {d.steps})")
     p.add_argument("--seed", type=int, default=S, help=f"random seed (default: {d.seed})")
+    p.add_argument("--starts", type=int, default=S,
+                   help=f"run N starts side by side for the first --start-steps steps, then keep the one with the "
+                        f"lowest loss: slower first steps, fewer runs stuck in a poor start (default: {d.starts})")
+    p.add_argument("--start-steps", type=int, default=S,
+                   help=f"steps the starts run before the best is kept (default: {d.start_steps})")
     p.add_argument("--cutn", type=int, default=S, help=f"cutouts per step (default: {d.cutn})")
     p.add_argument("--cut-pow", type=float, default=S, help=f"cutout size power (default: {d.cut_pow})")
     p.add_argument("--lr", type=float, default=S, help=f"learning rate (default: {d.lr})")

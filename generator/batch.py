@@ -118,8 +118,8 @@ class GenerationBatch:
         first = members[0]
         indices = [gen.step_index + 1 for gen in members]
         acceleration.mark_step_begin(first.compiled, first.device)
-        # 1-2. One decode of every member's latent.
-        images = first._decode(torch.cat([gen.z for gen in members])).split(1)
+        # 1-2. One decode of every member's latent (a member still running several starts has several).
+        images = first._decode(torch.cat([gen.z for gen in members])).split([gen.z.shape[0] for gen in members])
         # 3. Each member's cutouts of its own image, from its own random stream.
         cutouts = [gen._cutouts(image) for gen, image in zip(members, images)]
         # 4. One forward pass of each CLIP model over every member's cutouts.

@@ -30,6 +30,8 @@ class GenerationConfig:
     height: int = 256  # output height in pixels
     steps: int = 300  # optimisation steps
     seed: int = 0  # seeds the initial codes, cutouts and augmentations
+    starts: int = 1  # run this many starts side by side for the first start_steps steps, then keep the best
+    start_steps: int = 10  # steps the starts run before the one with the lowest loss is kept
     cutn: int = 32  # cutouts per step, per CLIP model
     cut_pow: float = 1.0  # >1 favours small cutouts, <1 large ones
     lr: float = 0.1  # learning rate (nerdyrodent's default)
@@ -112,7 +114,7 @@ class GenerationConfig:
             parse_image_prompt(spec)
         for spec in self.noise_prompts:
             parse_noise_prompt(spec)
-        for name in ("width", "height", "steps", "cutn"):
+        for name in ("width", "height", "steps", "cutn", "starts", "start_steps"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("save_every", "init_weight_decay_steps", "seed"):

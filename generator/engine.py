@@ -8,6 +8,12 @@
 Each step: 1. quantise the latent (straight-through); 2. decode; 3. cut out and augment; 4. embed with
 each CLIP model; 5. sum the prompt losses; 6. one optimiser step; 7. clamp the latent to the codebook's
 range. `cancel()` (from any thread) ends the iteration at the top of the next step.
+
+With `starts` > 1 the latent holds that many starts for the first `start_steps` steps. Each start draws its
+own cutouts and gets only its own gradient (Adam and the other optimisers work element by element), so it
+moves as it would alone. After the last of those steps the start with the lowest mean loss over their
+second half is kept, with its optimiser state, and the run goes on with it alone. Until then a step's
+record, loss and image are the leading start's.
 """
 from __future__ import annotations
 
@@ -106,8 +112,11 @@ class Generation:
         self._codebook_sqnorm = codebook.pow(2).sum(1)
         self._z_min = codebook.min(0).values.view(1, -1, 1, 1)
         self._z_max = codebook.max(0).values.view(1, -1, 1, 1)
-        self.z = self._initial_latent().requires_grad_(True)
+        self.z = self._initial_latent().requires_grad_(True)  # [starts, C, h, w] until the best start is kept
         self._z_init = self.z.detach().clone()
+        self._lead = 0  # the start whose image and loss the steps report
+        self.kept_start: int | None = None  # which start was kept, once it is
+        self._start_scores = torch.zeros(config.starts, device=self.device)
         self.optimizer = _OPTIMIZERS[config.optimizer]([self.z], lr=config.lr)
         several = len(self.clips) > 1
         self.losses = [
@@ -124,7 +133,7 @@ class Generation:
     # ---- set-up ----------------------------------------------------------------------------------
     def _initial_latent(self) -> torch.Tensor:
         cfg, factor = self.config, self.vqgan.config.factor
-        h, w = cfg.height // factor, cfg.width // factor
+        h, w, n = cfg.height // factor, cfg.width // factor, cfg.starts
         if cfg.init_image or cfg.init_colour:
             if cfg.init_image:
                 image = load_image(cfg.init_image, cfg.width, cfg.height).to(self.device)
@@ -132,9 +141,9 @@ class Generation:
                 rgb = torch.tensor([int(cfg.init_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)], device=self.device)
                 image = rgb.view(1, 3, 1, 1).expand(1, 3, cfg.height, cfg.width).contiguous()
             with torch.no_grad():
-                return self.vqgan.encode(image * 2 - 1)
-        tokens = torch.randint(self._codebook.shape[0], (h * w,), generator=self._rng).to(self.device)
-        return self._codebook[tokens].view(1, h, w, -1).permute(0, 3, 1, 2).contiguous()
+                return self.vqgan.encode(image * 2 - 1).repeat(n, 1, 1, 1)  # the starts part by their cutouts
+        tokens = torch.randint(self._codebook.shape[0], (n * h * w,), generator=self._rng).to(self.device)
+        return self._codebook[tokens].view(n, h, w, -1).permute(0, 3, 1, 2).contiguous()
 
     def _make_cutouts(self, clip) -> MakeCutouts:
         """Cutouts for `clip` as the config asks: the loop's and the image prompts' are made alike."""
@@ -166,6 +175,12 @@ class Generation:
     def step_index(self) -> int:
         """Steps finished so far."""
         return len(self._loss_history)
+
+    @property
+    def start_scores(self) -> list[float]:
+        """Each start's summed loss over the scored start steps (see the module docstring); the lowest is
+        kept. Empty for a run of one start."""
+        return self._start_scores.tolist() if self.config.starts > 1 else []
 
     @property
     def loss_history(self) -> list[float]:
@@ -223,18 +238,31 @@ class Generation:
         return self._update(index, total, terms)
 
     def _cutouts(self, image: torch.Tensor) -> list[torch.Tensor]:
-        """Stage 3: one batch of cutouts per CLIP model, drawn from this run's random stream."""
-        return [loss.cutouts(image, self._rng) for loss in self.losses]
+        """Stage 3: one batch of cutouts per CLIP model, drawn from this run's random stream (with several
+        starts, each start's cutouts in turn)."""
+        if image.shape[0] == 1:
+            return [loss.cutouts(image, self._rng) for loss in self.losses]
+        return [torch.cat([loss.cutouts(one, self._rng) for one in image.split(1)]) for loss in self.losses]
 
     def _terms(self, index: int, image: torch.Tensor, embeds: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Stage 5: the loss terms of step `index`, from the cutout embeddings of each CLIP model."""
+        """Stage 5: the loss terms of step `index`, from the cutout embeddings of each CLIP model; with
+        several starts each term is a vector of one value per start."""
+        n = image.shape[0]
+        if n == 1:
+            return self._start_terms(index, image, embeds, self.z, self._z_init)
+        chunks = [embed.chunk(n) for embed in embeds]
+        per_start = [self._start_terms(index, image[i:i + 1], [c[i] for c in chunks], self.z[i:i + 1],
+                                       self._z_init[i:i + 1]) for i in range(n)]
+        return {label: torch.stack([terms[label] for terms in per_start]) for label in per_start[0]}
+
+    def _start_terms(self, index: int, image, embeds, z, z_init) -> dict[str, torch.Tensor]:
         cfg = self.config
         terms: dict[str, torch.Tensor] = {}
         for loss, embed in zip(self.losses, embeds):
             for label, value in loss.terms(embed):
                 terms[label] = terms[label] + value if label in terms else value
         if cfg.init_weight:
-            terms["init image"] = F.mse_loss(self.z, self._z_init) * self._init_weight(index) / 2
+            terms["init image"] = F.mse_loss(z, z_init) * self._init_weight(index) / 2
         if cfg.tv_weight:
             terms["smoothness"] = cfg.tv_weight * _total_variation(image)
         return terms
@@ -245,13 +273,45 @@ class Generation:
         self.optimizer.step()
         with torch.no_grad():
             self.z.copy_(torch.maximum(torch.minimum(self.z, self._z_max), self._z_min))
+        if self.z.shape[0] > 1:
+            total, terms = self._follow_starts(index, terms)
         self._loss_history.append(total.detach())  # this append is what marks the step as finished
         if cfg.save_every and index % cfg.save_every == 0:
             self.frames.append(self.image())
-        snapshot = self.z.detach().clone()
+        snapshot = self._lead_latent().clone()
         values = torch.stack([total.detach(), *(v.detach() for v in terms.values())])
         return StepRecord(index=index, total=cfg.steps, _values=values, _labels=tuple(terms),
                           _image=_once(lambda: self._to_pil(snapshot)))
+
+    def _follow_starts(self, index: int, terms: dict[str, torch.Tensor]):
+        """With several starts: score them, pick the leader, and after the last start step keep it alone.
+        Returns the leader's total and terms, for the step's record."""
+        cfg = self.config
+        per_start = torch.stack(list(terms.values())).detach()  # [terms, starts]
+        totals = per_start.sum(0)
+        last = min(cfg.start_steps, cfg.steps)
+        scored = index > last - (last + 1) // 2  # the second half of the start steps (at least the last one)
+        if scored:
+            self._start_scores += totals
+        self._lead = lead = int((self._start_scores if scored else totals).argmin())
+        if index >= last:
+            self.kept_start = lead
+            self._keep_start(lead)
+        return totals[lead], {label: value[lead] for label, value in terms.items()}
+
+    def _keep_start(self, i: int) -> None:
+        """Go on with start `i` alone: its latent, its initial latent and its optimiser state."""
+        old, cfg = self.z, self.config
+        self.z = old.detach()[i:i + 1].clone().requires_grad_(True)
+        self._z_init = self._z_init[i:i + 1]
+        state = {key: value[i:i + 1].clone() if torch.is_tensor(value) and value.shape == old.shape else value
+                 for key, value in self.optimizer.state[old].items()}
+        self.optimizer = _OPTIMIZERS[cfg.optimizer]([self.z], lr=cfg.lr)
+        self.optimizer.state[self.z] = state
+        self._lead = 0
+
+    def _lead_latent(self) -> torch.Tensor:
+        return self.z.detach()[self._lead:self._lead + 1]
 
     def _init_weight(self, index: int) -> float:
         cfg = self.config
@@ -277,8 +337,8 @@ class Generation:
         return self.vqgan.decode(z_q)
 
     def image(self) -> Image.Image:
-        """The current image, decoded from the current latent."""
-        return self._to_pil(self.z)
+        """The current image, decoded from the current latent (the leading start's)."""
+        return self._to_pil(self._lead_latent())
 
     @torch.no_grad()
     def _to_pil(self, z: torch.Tensor) -> Image.Image:

@@ -46,7 +46,7 @@ def estimate_memory(config, vqgan, clips, precision: str = "fp32") -> int:
         dec *= CHECKPOINTED
     clip = sum(clip_units(clip, config.cutn) for clip, _ in clips) * CLIP_BYTES
     scale = HALF_PRECISION if precision in ("bf16", "fp16") else 1.0
-    return int((dec + clip) * scale * MARGIN)
+    return int((dec + clip) * scale * MARGIN * config.starts)  # the starts step side by side at first
 
 
 def free_memory(device: torch.device) -> int | None:
@@ -71,6 +71,9 @@ def check_memory(config, vqgan, clips, device: torch.device, precision: str) -> 
     need = estimate_memory(config, vqgan, clips, precision)
     if free is not None and need > free:
         hint = "" if config.checkpoint_decoder else ", or checkpoint_decoder (--checkpoint-decoder)"
+        starts = f" and {config.starts} starts" if config.starts > 1 else ""
+        fewer = ", fewer starts" if config.starts > 1 else ""
         raise ConfigError(
             f"this job needs about {need / GIB:.1f} GiB at {config.width}x{config.height} with {config.cutn} "
-            f"cutouts; the device has {free / GIB:.1f} GiB free; try a smaller size or fewer cutouts{hint}")
+            f"cutouts{starts}; the device has {free / GIB:.1f} GiB free; try a smaller size{fewer} or fewer "
+            f"cutouts{hint}")

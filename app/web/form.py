@@ -75,7 +75,7 @@ def to_config(values: dict, init_name: str | None, prompt_names: list[str] | Non
     )
     recommended = recommended_settings(vqgan)  # for the settings the form has no field for
     start_colour = recommended.get("init_colour")
-    for key in ("augment_padding", "augment_noise"):
+    for key in ("augment_padding", "augment_noise", "starts", "start_steps"):
         if key in recommended:
             data[key] = recommended[key]
     if init_name:

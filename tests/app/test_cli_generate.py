@@ -121,6 +121,20 @@ def test_precision_and_decoder_checkpointing_are_settings_recorded_in_the_png(tm
     assert read_png_metadata(path)["vqclip:precision"] == "bf16"
 
 
+def test_starts_are_settings_recorded_in_the_png_and_rerun_to_the_same_bytes(tmp_path):
+    result = vqclip("generate", "a red circle", *TINY, "--steps", 4, "--starts", 3, "--start-steps", 2,
+                    "--out", tmp_path / "a")
+    assert result.returncode == 0, result.stderr
+    (path,) = pngs(tmp_path / "a")
+    config = read_png_config(path)
+    assert (config.starts, config.start_steps) == (3, 2)
+    again = vqclip("generate", "--from-png", path, "--device", "cpu", "--out", tmp_path / "b")
+    assert again.returncode == 0, again.stderr
+    assert pngs(tmp_path / "b")[0].read_bytes() == path.read_bytes()
+    bad = vqclip("generate", "a red circle", *TINY, "--starts", 0, "--out", tmp_path / "c")
+    assert bad.returncode == 2 and "starts must be positive" in bad.stderr and not pngs(tmp_path / "c")
+
+
 def test_shapes_pair_brings_its_recommended_settings_and_flags_still_win(tmp_path):
     from generator.weights import recommended_settings
 

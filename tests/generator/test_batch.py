@@ -138,3 +138,15 @@ def test_a_batch_takes_only_the_members_that_fit_in_free_memory(models, monkeypa
     with pytest.raises(ConfigError, match=r"a batch of 3 needs about .* GiB; the device has .* GiB free"):
         batch.add(gens[2])
     assert len(batch) == 2
+
+
+def test_a_member_with_several_starts_matches_running_alone(models):
+    """A member still running its starts decodes and embeds them with the others, and keeps the same start."""
+    settings = [tiny_config(seed=5, steps=6, starts=3, start_steps=3), tiny_config(prompts="a red circle", seed=1,
+                                                                                 steps=6)]
+    gens = [Generation(config, device="cpu", models=models) for config in settings]
+    GenerationBatch(gens).run()
+    for batched, config in zip(gens, settings):
+        single = alone(config, models)
+        assert batched.kept_start == single.kept_start
+        assert_same_run(batched, single)
