@@ -47,7 +47,7 @@ START_BACKGROUND = (128, 128, 128)  # --start scene: the prompt's thing drawn on
 # The shapes pair's recommended settings until round 3 (random codes, lr 0.03). The shapes-* presets are
 # built on it, so each keeps the meaning it had when benchmarks/RESULTS.md measured it; `shapes` is
 # whatever is recommended now.
-ROUND2 = {**SHAPES_RECOMMENDED, "lr": 0.03, "init_colour": "", "augment_padding": "zeros"}
+ROUND2 = {**SHAPES_RECOMMENDED, "lr": 0.03, "init_colour": "", "augment_padding": "zeros", "starts": 1}
 PRESETS = {
     # vqclip's GenerationConfig defaults (only the models and the size changed)
     "defaults": {},
@@ -62,7 +62,9 @@ PRESETS = {
     "c16-flip": {"cutn": 16},
     "shapes": dict(SHAPES_RECOMMENDED),
     # the recommended settings of rounds 3-6: affine cutouts padded with black
-    "shapes-round6": {**SHAPES_RECOMMENDED, "augment_padding": "zeros"},
+    "shapes-round6": {**SHAPES_RECOMMENDED, "augment_padding": "zeros", "starts": 1},
+    # the recommended settings of rounds 7-11: one start
+    "shapes-round11": {**SHAPES_RECOMMENDED, "starts": 1},
     "shapes-round2": ROUND2,
     "shapes-grey": {**ROUND2, "init_colour": GREY},
     # stronger optimisation: the guide's own top-1 on its images shows whether the loop reached it

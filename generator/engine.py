@@ -13,7 +13,7 @@ With `starts` > 1 the latent holds that many starts for the first `start_steps` 
 own cutouts and gets only its own gradient (Adam and the other optimisers work element by element), so it
 moves as it would alone. After the last of those steps the start with the lowest mean loss over their
 second half is kept, with its optimiser state, and the run goes on with it alone. Until then a step's
-record, loss and image are the leading start's.
+record, loss and image are the leading start's. (With `compile`, each of the two latent shapes compiles once.)
 """
 from __future__ import annotations
 

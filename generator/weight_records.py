@@ -81,6 +81,7 @@ SHAPES_SOURCE = "vqclip: trained on generator/shapes/world.py by generator/shape
 SHAPES_RECOMMENDED = {
     "width": 64, "height": 64, "steps": 50, "cutn": 16, "cut_pow": 1.0, "lr": 0.1, "init_colour": "#808080",
     "augmentations": ["Af", "Ji", "Gn", "Er"], "augment_padding": "border", "tv_weight": 0.0,
+    "starts": 4, "start_steps": 20,  # from flat grey the loop commits to a colour early: try four, keep the best
 }
 
 

@@ -36,6 +36,7 @@ def test_without_the_real_weights_the_demo_is_selected_with_its_settings(no_real
     assert (config["vqgan"], config["clip"], config["lr"]) == ("shapes", "shapes-clip,shapes-robust", preset["lr"])
     assert config["init_colour"] == preset["init_colour"] == "#808080"  # the demo's flat grey start
     assert config["augment_padding"] == preset["augment_padding"] == "border"  # no black cutout corners
+    assert (config["starts"], config["start_steps"]) == (preset["starts"], preset["start_steps"]) == (4, 20)
 
 
 def test_the_banner_says_it_is_the_demo_and_how_to_get_the_real_models(no_real_weights):
