@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from generator import ConfigError, Generation
+from generator import memory
 from generator.memory import estimate_memory
 from tests.conftest import tiny_config
 
@@ -80,3 +81,12 @@ def test_memory_estimate_counts_the_starts(models):
     vqgan, clips = models.vqgan("tiny"), models.clips("tiny")
     one = estimate_memory(tiny_config(), vqgan, clips)
     assert estimate_memory(tiny_config(starts=4), vqgan, clips) == pytest.approx(4 * one, abs=4)
+
+
+def test_starts_that_do_not_fit_are_refused_by_name(models, monkeypatch):
+    one = estimate_memory(tiny_config(), models.vqgan("tiny"), models.clips("tiny"))
+    monkeypatch.setattr(memory, "free_memory", lambda device: 2 * one)  # room for two starts, not four
+    Generation(tiny_config(starts=2), device="cpu", models=models)
+    with pytest.raises(ConfigError, match=r"with 8 cutouts and 4 starts; .* try a smaller size, fewer starts or "
+                                          r"fewer cutouts"):
+        Generation(tiny_config(starts=4), device="cpu", models=models)
