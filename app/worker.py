@@ -34,6 +34,8 @@ from generator.errors import ConfigError, VqclipError
 PROGRESS_SECONDS = 2.0  # write progress and a preview at most this often (plus the first and last step)
 RELEASED = "released"  # outcome of a job handed back to the queue on shutdown
 OOM_MESSAGE = "out of GPU memory at {width}x{height} with {cutn} cutouts; try a smaller size or fewer cutouts"
+OOM_STARTS_MESSAGE = ("out of GPU memory at {width}x{height} with {cutn} cutouts and {starts} starts; try a smaller "
+                      "size, fewer cutouts or fewer starts")
 
 
 @dataclass
@@ -332,7 +334,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
 def failure_message(exc: BaseException, config: dict[str, Any], out_of_memory: bool) -> str:
     """What the user reads about a failed job."""
     if out_of_memory:
-        return OOM_MESSAGE.format(**_with_defaults(config))
+        settings = _with_defaults(config)
+        return (OOM_STARTS_MESSAGE if settings["starts"] > 1 else OOM_MESSAGE).format(**settings)
     if isinstance(exc, VqclipError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"

@@ -102,8 +102,9 @@ def main(argv=None) -> int:
     print(f"batching benchmark {datetime.date.today()}: {vqgan_name} + {clip_name}, {width}x{height}, {cutn} "
           f"cutouts, {args.jobs} jobs of {steps} steps, device {device}, precision {args.precision}")
     print(f"machine: {machine(device)}", flush=True)
-    # Warm-up (untimed): one step of one job alone and of two batched, so both paths have run once.
-    warm = [c.replace(steps=1) for c in configs[:2]]
+    # Warm-up (untimed): one step of one job alone and of all K batched, so both paths have run (and, on a
+    # GPU, compiled) at the shapes the rounds use.
+    warm = [c.replace(steps=1) for c in configs]
     one_at_a_time(warm[:1], device, cache)
     batched(warm, device, cache)
 

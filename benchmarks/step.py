@@ -42,10 +42,18 @@ def add_compile_mode_option(p: argparse.ArgumentParser) -> None:
                    help="torch.compile's mode for the engine on CUDA (default: the engine's own, acceleration.MODE)")
 
 
+    p.add_argument("--compile-scope", default=None, choices=("step", "parts"),
+                   help="what the engine compiles: a one-start step as one function, or the decoder, CLIP tower and "
+                        "cutouts apart (default: the engine's own, acceleration.SCOPE)")
+
+
 def apply_compile_mode(args: argparse.Namespace) -> None:
-    """Set the engine's compile mode from --compile-mode, when given ("default": inductor's own)."""
+    """Set the engine's compile mode and scope from --compile-mode and --compile-scope, when given
+    ("default": inductor's own mode)."""
     if args.compile_mode:
         acceleration.MODE = None if args.compile_mode == "default" else args.compile_mode
+    if args.compile_scope:
+        acceleration.SCOPE = args.compile_scope
 
 
 # ---- the baseline: the notebook's step, written plainly ------------------------------------------
@@ -162,6 +170,48 @@ def timed(fn, device):
     return seconds, cpu, mem.peak
 
 
+def pipelined(gen: Generation, steps: int, device: torch.device) -> float:
+    """Seconds for `steps` engine steps with no host sync between them (losses read at the end)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    records = [gen.step() for _ in range(steps)]
+    [r.loss for r in records]
+    return time.perf_counter() - start
+
+
+def profile(gen: Generation, steps: int, device: torch.device) -> None:
+    """Profile `steps` engine steps (losses read each step): wall and device-busy time per step, then the
+    operations that take the most device time and host time."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    gen.step().loss  # noqa: B018  (nothing left to compile or record inside the profile)
+    with torch_profile(activities=activities) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            gen.step().loss  # noqa: B018
+        wall = time.perf_counter() - start
+    events = prof.key_averages()
+    busy = _busy_seconds([e.time_range for e in prof.events() if e.device_type == DeviceType.CUDA])
+    print(f"profile of {steps} steps: wall {wall / steps * 1e3:.2f} ms a step, device busy "
+          f"{busy / steps * 1e3:.2f} ms a step ({busy / wall:.0%} of the wall time)")
+    if device.type == "cuda":
+        print(events.table(sort_by="self_device_time_total", row_limit=25, max_name_column_width=70))
+    print(events.table(sort_by="self_cpu_time_total", row_limit=20, max_name_column_width=70))
+
+
+def _busy_seconds(ranges) -> float:
+    """Seconds covered by the union of the profiler's time ranges (microseconds)."""
+    busy, end = 0.0, float("-inf")
+    for r in sorted(ranges, key=lambda r: r.start):
+        if r.end > end:
+            busy += r.end - max(r.start, end)
+            end = r.end
+    return busy / 1e6
+
+
 def machine(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
@@ -195,6 +245,12 @@ def main(argv=None) -> int:
     p.add_argument("--roofline", action="store_true",
                    help="also count one step's FLOPs and measure the device's bf16 matrix-product peak, and print "
                         "the engine's step rate as a fraction of that peak")
+    p.add_argument("--pipelined", type=int, default=0, metavar="N",
+                   help="also time N engine steps back to back, reading their losses only at the end (the device's "
+                        "own rate, once the host runs ahead of it)")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="also profile N engine steps (torch.profiler): device busy time per step and the top "
+                        "operations by device and by host time")
     p.add_argument("--repeats", type=int, default=3, help="timed steps of each, alternating (default 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps of each first (default 1)")
     p.add_argument("--no-baseline", action="store_true", help="time the engine only (memory runs)")
@@ -261,6 +317,12 @@ def main(argv=None) -> int:
               f"speed-up {med['baseline'][0] / med['engine'][0]:.2f}x")
     if args.roofline:
         print(f"engine: {roofline.describe(1 / med['engine'][0], work, device_peak)}")
+    if args.pipelined:
+        seconds = pipelined(gen, args.pipelined, device)
+        print(f"engine pipelined: {args.pipelined} steps in {seconds:.3f} s, {seconds / args.pipelined * 1e3:.2f} ms a step"
+              + (f"; {roofline.describe(args.pipelined / seconds, work, device_peak)}" if args.roofline else ""))
+    if args.profile:
+        profile(gen, args.profile, device)
     print(f"load average at the end: {os.getloadavg()[0]:.1f}; engine compiled at the end: {gen.compiled}")
     return 0
 

@@ -54,8 +54,23 @@ class MakeCutouts:
     def __call__(self, image: torch.Tensor, generator: torch.Generator, batched: bool | None = None) -> torch.Tensor:
         """Cutouts of `image` from `generator`'s stream; `batched` (default: on any device but the CPU) makes
         them by `transform` from one packed tensor of draws rather than by a pooling loop."""
-        _, _, height, width = image.shape
-        n, device = self.cutn, image.device
+        if batched is None:
+            batched = image.device.type != "cpu"
+        if not batched:
+            sizes, x0, y0, draws, noise = self._draw(image.shape, generator, image.device, image.dtype)
+            cutouts = pool_boxes(image, sizes, x0, y0, self.size, batched=False)
+            return self.augment(cutouts, dict(zip((name for name, _ in self._layout), draws)), noise)
+        return self.transform(image, *self.draw(image.shape, generator, image.device, image.dtype))
+
+    def draw(self, shape, generator: torch.Generator, device: torch.device, dtype: torch.dtype = torch.float32):
+        """A step's draws for cutouts of an image of `shape` [1, C, H, W] on `device`, as `device_transform`
+        takes them: (packed, noise). The boxes and the augmentations' numbers travel in one copy."""
+        sizes, x0, y0, draws, noise = self._draw(shape, generator, device, dtype)
+        return to_device(torch.cat([sizes, x0, y0, *(d.flatten() for d in draws)]), device), noise
+
+    def _draw(self, shape, generator: torch.Generator, device: torch.device, dtype: torch.dtype):
+        _, channels, height, width = shape
+        n = self.cutn
         # 1. Boxes (on the CPU): sizes by cut_pow, offsets uniform; each pooled to the CLIP input size.
         max_size = min(width, height)
         min_size = min(width, height, self.size)
@@ -67,15 +82,8 @@ class MakeCutouts:
         draws = [torch.rand(*shape, generator=generator) for _, shape in self._layout]
         noise = None
         if "Gn" in self.augmentations:
-            shape = (n, image.shape[1], self.size, self.size)
-            noise = randn(shape, generator, device, image.dtype)
-        if batched is None:
-            batched = device.type != "cpu"
-        if not batched:
-            cutouts = pool_boxes(image, sizes, x0, y0, self.size, batched=False)
-            return self.augment(cutouts, dict(zip((name for name, _ in self._layout), draws)), noise)
-        packed = to_device(torch.cat([sizes, x0, y0, *(d.flatten() for d in draws)]), device)  # one copy
-        return self.transform(image, packed, noise)
+            noise = randn((n, channels, self.size, self.size), generator, device, dtype)
+        return sizes, x0, y0, draws, noise
 
     def device_transform(self, image: torch.Tensor, packed: torch.Tensor, noise: torch.Tensor | None):
         """Pooling and augmentations from the step's draws, packed in one flat tensor on the device."""

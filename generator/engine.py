@@ -117,7 +117,7 @@ class Generation:
         self._lead = 0  # the start whose image and loss the steps report
         self.kept_start: int | None = None  # which start was kept, once it is
         self._start_scores = torch.zeros(config.starts, device=self.device)
-        self.optimizer = _OPTIMIZERS[config.optimizer]([self.z], lr=config.lr)
+        self.optimizer = self._new_optimizer()
         several = len(self.clips) > 1
         self.losses = [
             ClipLoss(clip, weight, build_prompts(config, clip, self._encode_image_prompt_fn(clip)),
@@ -129,6 +129,10 @@ class Generation:
         if self.compiled:  # the cutouts' pooling and augmentations too (run on the GPU path only)
             for loss in self.losses:
                 loss.cutouts.transform = acceleration.compiled(loss.cutouts.device_transform, self.device)
+        # With compile scope "step": a one-start step's stages 1-5 as one compiled function (one forward and
+        # one backward graph); batches and several starts use the compiled parts above.
+        self._fused = (acceleration.compiled(self._guide_forward, self.device)
+                       if self.compiled and acceleration.SCOPE == "step" else None)
 
     # ---- set-up ----------------------------------------------------------------------------------
     def _initial_latent(self) -> torch.Tensor:
@@ -212,6 +216,7 @@ class Generation:
 
     def _use_eager(self) -> None:
         self.compiled = False
+        self._fused = None
         self._decode_models = self._decode_eager
         for loss in self.losses:
             loss.encode = loss.clip.encode_image
@@ -226,11 +231,17 @@ class Generation:
         """
         index = self.step_index + 1
         acceleration.mark_step_begin(self.compiled, self.device)
-        # 1-2. Quantise with a straight-through gradient, decode, clamp to [0, 1] keeping the gradient.
-        image = self._decode(self.z)
-        # 3-5. Each CLIP model scores its own cutouts against its prompts.
-        embeds = [loss.embed(cutouts) for loss, cutouts in zip(self.losses, self._cutouts(image))]
-        terms = self._terms(index, image, embeds)
+        if self._fused is not None and self.z.shape[0] == 1:
+            # 1-5 in one compiled function of the latent and the step's cutout draws.
+            cfg = self.config
+            draws = [loss.cutouts.draw((1, 3, cfg.height, cfg.width), self._rng, self.device) for loss in self.losses]
+            terms = self._with_init(index, self._fused(self.z, draws), self.z, self._z_init)
+        else:
+            # 1-2. Quantise with a straight-through gradient, decode, clamp to [0, 1] keeping the gradient.
+            image = self._decode(self.z)
+            # 3-5. Each CLIP model scores its own cutouts against its prompts.
+            embeds = [loss.embed(cutouts) for loss, cutouts in zip(self.losses, self._cutouts(image))]
+            terms = self._terms(index, image, embeds)
         total = torch.stack(list(terms.values())).sum()
         # 6-7. Optimiser step, then keep the latent inside the codebook's range.
         self.optimizer.zero_grad(set_to_none=True)
@@ -256,16 +267,36 @@ class Generation:
         return {label: torch.stack([terms[label] for terms in per_start]) for label in per_start[0]}
 
     def _start_terms(self, index: int, image, embeds, z, z_init) -> dict[str, torch.Tensor]:
-        cfg = self.config
+        return self._with_init(index, self._guide_terms(image, embeds), z, z_init)
+
+    def _guide_terms(self, image: torch.Tensor, embeds: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The terms that depend on the image only (prompts, smoothness), for one start."""
         terms: dict[str, torch.Tensor] = {}
         for loss, embed in zip(self.losses, embeds):
             for label, value in loss.terms(embed):
                 terms[label] = terms[label] + value if label in terms else value
-        if cfg.init_weight:
-            terms["init image"] = F.mse_loss(z, z_init) * self._init_weight(index) / 2
-        if cfg.tv_weight:
-            terms["smoothness"] = cfg.tv_weight * _total_variation(image)
+        if self.config.tv_weight:
+            terms["smoothness"] = self.config.tv_weight * _total_variation(image)
         return terms
+
+    def _with_init(self, index: int, terms: dict[str, torch.Tensor], z, z_init) -> dict[str, torch.Tensor]:
+        """`terms` with the init-image term of step `index` (its weight decays by step) before smoothness."""
+        if not self.config.init_weight:
+            return terms
+        terms = dict(terms)
+        smoothness = terms.pop("smoothness", None)
+        terms["init image"] = F.mse_loss(z, z_init) * self._init_weight(index) / 2
+        if smoothness is not None:
+            terms["smoothness"] = smoothness
+        return terms
+
+    def _guide_forward(self, z: torch.Tensor, draws: list[tuple]) -> dict[str, torch.Tensor]:
+        """Stages 1-5 of a one-start step from the latent and each CLIP's cutout draws (`MakeCutouts.draw`),
+        on the eager models: what compile scope "step" compiles as one function."""
+        image = self._decode(z, self._decode_eager)
+        embeds = [loss.embed(loss.cutouts.device_transform(image, *d), loss.clip.encode_image)
+                  for loss, d in zip(self.losses, draws)]
+        return self._guide_terms(image, embeds)
 
     def _update(self, index: int, total: torch.Tensor, terms: dict[str, torch.Tensor]) -> StepRecord:
         """Stages 6-7 once the gradient is in `z.grad`: optimiser step, clamp, and the step's record."""
@@ -301,14 +332,22 @@ class Generation:
 
     def _keep_start(self, i: int) -> None:
         """Go on with start `i` alone: its latent, its initial latent and its optimiser state."""
-        old, cfg = self.z, self.config
+        old = self.z
         self.z = old.detach()[i:i + 1].clone().requires_grad_(True)
         self._z_init = self._z_init[i:i + 1]
         state = {key: value[i:i + 1].clone() if torch.is_tensor(value) and value.shape == old.shape else value
                  for key, value in self.optimizer.state[old].items()}
-        self.optimizer = _OPTIMIZERS[cfg.optimizer]([self.z], lr=cfg.lr)
+        self.optimizer = self._new_optimizer()
         self.optimizer.state[self.z] = state
         self._lead = 0
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        """The configured optimiser over the latent; on CUDA, Adam and AdamW in their fused form (one kernel
+        for the update instead of a dozen launched from the host; the same arithmetic)."""
+        cfg, extra = self.config, {}
+        if self.device.type == "cuda" and cfg.optimizer in ("adam", "adamw"):
+            extra["fused"] = True
+        return _OPTIMIZERS[cfg.optimizer]([self.z], lr=cfg.lr, **extra)
 
     def _lead_latent(self) -> torch.Tensor:
         return self.z.detach()[self._lead:self._lead + 1]
@@ -322,12 +361,12 @@ class Generation:
     def _autocast(self):
         return autocast(self.precision, self.device)
 
-    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+    def _decode(self, z: torch.Tensor, models: Callable | None = None) -> torch.Tensor:
         z_q = vector_quantize(z, self._codebook, self._codebook_sqnorm)
         if self._channels_last:
             z_q = z_q.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            out = self._decode_models(z_q)
+            out = (models or self._decode_models)(z_q)
         return _clamp_with_grad(out.float().add(1).div(2), 0, 1)
 
     def _decode_eager(self, z_q: torch.Tensor) -> torch.Tensor:

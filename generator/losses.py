@@ -61,10 +61,11 @@ class ClipLoss:
         return self.terms(self.embed(self.cutouts(image, generator)))
 
     # The three stages apart, so that a batch of generations can embed all their cutouts in one forward pass.
-    def embed(self, cutouts: torch.Tensor) -> torch.Tensor:
-        """CLIP image embeddings of cutouts [n, 3, size, size] (of one image or of several)."""
+    def embed(self, cutouts: torch.Tensor, encode: Callable | None = None) -> torch.Tensor:
+        """CLIP image embeddings of cutouts [n, 3, size, size] (of one image or of several), by `encode`
+        (default: this loss's own, which may be compiled)."""
         with self.autocast():
-            return self.encode(cutouts)
+            return (encode or self.encode)(cutouts)
 
     def terms(self, embeds: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
         """(label, weighted loss) of each target against one image's cutout embeddings."""

@@ -175,3 +175,8 @@ def test_out_of_gpu_memory_fails_the_job_and_frees_the_models(tmp_path):
         small = store.submit(job_config(prompts="small"))
         assert worker.run_job(store.claim(worker.id, 60), worker.id) == SUCCEEDED
         assert png_config(store.get(small).result)["prompts"] == "small"
+        # With several starts, the message names them too.
+        starts = store.submit(job_config(prompts="too big", cutn=2, starts=3))
+        assert worker.run_job(store.claim(worker.id, 60), worker.id) == FAILED
+        assert store.get(starts).error == ("out of GPU memory at 64x64 with 2 cutouts and 3 starts; try a smaller "
+                                           "size, fewer cutouts or fewer starts")

@@ -48,18 +48,49 @@ def test_front_ends_tell_the_engine_how_many_steps_follow(tmp_path, monkeypatch)
     assert seen == [float("inf")] and not gen.compiled  # a worker expects job after job; the CPU stays eager
 
 
-def test_compiled_step_traces_and_matches_eager(models, monkeypatch):
+@pytest.mark.parametrize("scope", ["step", "parts"])
+def test_compiled_step_traces_and_matches_eager(models, monkeypatch, scope):
     # The real torch.compile front end (dynamo tracing + AOTAutograd's forward/backward graphs), with the
     # backend that runs those graphs as they are: inductor's C++ code generation takes minutes on this CPU
-    # (measured in benchmarks/RESULTS.md), far too long for the test suite.
-    monkeypatch.setattr(acceleration, "BACKEND", "aot_eager")
+    # (measured in benchmarks/RESULTS.md), far too long for the test suite. The counter tells how often
+    # dynamo compiled: once per compiled function, not once per step.
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    counter = CompileCounterWithBackend("aot_eager")
+    monkeypatch.setattr(acceleration, "BACKEND", counter)
+    monkeypatch.setattr(acceleration, "SCOPE", scope)
     torch._dynamo.reset()
-    config = tiny_config(steps=3)
-    eager = losses(Generation(config.replace(compile="off"), device="cpu", models=models))
+    # An init-image term whose weight changes every step, and smoothness: the terms the step adds around
+    # the compiled function (scope "step") and inside it.
+    config = tiny_config(steps=4, init_colour="#336699", init_weight=0.5, init_weight_decay_steps=3, tv_weight=0.2)
+    eager_gen = Generation(config.replace(compile="off"), device="cpu", models=models)
+    eager = [(s.loss, s.losses) for s in eager_gen]
     gen = Generation(config.replace(compile="on"), device="cpu", models=models)
-    with_compile = losses(gen)
+    with_compile = [(s.loss, s.losses) for s in gen]
     assert gen.compiled  # no fallback happened
-    assert with_compile == pytest.approx(eager, rel=1e-5)
+    assert [loss for loss, _ in with_compile] == pytest.approx([loss for loss, _ in eager], rel=1e-5)
+    assert [list(terms) for _, terms in with_compile] == [list(terms) for _, terms in eager]
+    assert list(with_compile[0][1]) == ["research computing team logo", "init image", "smoothness"]
+    # scope "step": one function (forward and backward); "parts": the decoder and the CLIP tower (the
+    # cutouts' compiled transform runs on GPUs only: the CPU pools cutout by cutout)
+    assert counter.frame_count == (1 if scope == "step" else 2)
+
+
+def test_several_starts_compile_the_parts_then_the_step(models, monkeypatch):
+    """Starts run on the compiled parts; once one start is kept, the step runs as one compiled function."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    counter = CompileCounterWithBackend("aot_eager")
+    monkeypatch.setattr(acceleration, "BACKEND", counter)
+    monkeypatch.setattr(acceleration, "SCOPE", "step")
+    torch._dynamo.reset()
+    config = tiny_config(steps=4, starts=2, start_steps=2)
+    eager_gen = Generation(config.replace(compile="off"), device="cpu", models=models)
+    eager = losses(eager_gen)
+    gen = Generation(config.replace(compile="on"), device="cpu", models=models)
+    assert losses(gen) == pytest.approx(eager, rel=1e-5)
+    assert gen.compiled and gen.kept_start == eager_gen.kept_start
+    assert counter.frame_count == 3  # decoder and CLIP tower for the starts, then the one-start step
 
 
 class _FailsInBackward(torch.autograd.Function):

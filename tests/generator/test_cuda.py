@@ -82,3 +82,25 @@ def test_cutout_noise_is_drawn_on_the_device_reproducibly():
     first = make(image, torch.Generator().manual_seed(1))
     again = make(image, torch.Generator().manual_seed(1))
     assert first.device.type == "cuda" and torch.equal(first, again)
+
+
+def test_compiled_scopes_follow_the_same_trajectory(cuda_models, monkeypatch):
+    """Scope "step" (one compiled function, one graph each way) against "parts" (decoder, CLIP, cutouts)."""
+    config = tiny_config(steps=5, compile="on", precision="bf16", tv_weight=0.1)
+    runs = {}
+    for scope in ("parts", "step"):
+        monkeypatch.setattr(acceleration, "SCOPE", scope)
+        gen = Generation(config, device="cuda:0", models=cuda_models)
+        runs[scope] = [s.loss for s in gen]
+        assert gen.compiled
+    assert runs["step"] == pytest.approx(runs["parts"], rel=0.02)
+
+
+def test_several_starts_compiled_on_the_gpu_keep_the_eager_choice(cuda_models):
+    config = tiny_config(steps=6, starts=3, start_steps=3, precision="fp32")
+    eager = Generation(config.replace(compile="off"), device="cuda:0", models=cuda_models)
+    expected = [s.loss for s in eager]
+    gen = Generation(config.replace(compile="on"), device="cuda:0", models=cuda_models)
+    got = [s.loss for s in gen]
+    assert gen.compiled and gen.kept_start == eager.kept_start
+    assert got == pytest.approx(expected, rel=1e-3)
