@@ -34,7 +34,7 @@ B=benchmarks
 S256="--device cuda --size 256 256 --cutn 32 --precision bf16"
 run step256 170 python3 $B/step.py $S256 --warmup 5 --repeats 30 --roofline --pipelined 100 --profile 5
 run tests 140 python3 -m pytest -q -p no:cacheprovider -W ignore tests/generator/test_cuda.py
-run batching 150 python3 $B/batching.py $S256 --jobs 8 --steps 20 --rounds 2
+run batching 150 python3 $B/batching.py $S256 --jobs 8 --steps 20 --rounds 3
 run step512 120 python3 $B/step.py --device cuda --size 512 512 --cutn 64 --precision bf16 --warmup 3 --repeats 10 \
     --no-baseline --roofline --pipelined 20
 run step256-parts 110 python3 $B/step.py $S256 --compile-scope parts --warmup 5 --repeats 30 --no-baseline --pipelined 100

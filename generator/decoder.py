@@ -1,7 +1,8 @@
 """The VQGAN decoder's forward pass, written out so it can be made cheaper without changing its result.
 
 Same layers and weights as taming's `Decoder.forward`; differences: swish is `F.silu` (one fused op that
-keeps one tensor for backward instead of two), attention goes through `scaled_dot_product_attention`, and
+keeps one tensor for backward instead of two), attention goes through `scaled_dot_product_attention` (on
+CUDA, heads wider than its fused kernels take are plain matrix products), and
 with `checkpoint=True` the residual blocks at the two finest resolutions are recomputed in the backward
 pass instead of keeping their activations (measured at 512x512 with 64 cutouts on the CPU: 40% less
 step memory, 24% more step time).
@@ -55,5 +56,24 @@ def _attention(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     b, c, height, width = x.shape
     h = block.norm(x)
     q, k, v = (conv(h).reshape(b, 1, c, height * width).transpose(2, 3) for conv in (block.q, block.k, block.v))
-    out = F.scaled_dot_product_attention(q, k, v)  # scale 1/sqrt(c), as taming's
+    out = _sdpa(q, k, v)  # scale 1/sqrt(c), as taming's
     return x + block.proj_out(out.transpose(2, 3).reshape(b, c, height, width))
+
+
+# CUDA's fused attention kernels (flash, cuDNN) take heads of up to 256 channels. taming's single head is as
+# wide as its block, 512 in the f16 models, so CUDA falls back to its memory-efficient kernel, whose backward
+# took 13% of an H100's step at 256x256 (four calls of 0.29 ms over 256 positions; benchmarks/RESULTS.md,
+# "GPU"). Over the few hundred or thousand positions of a latent grid, the plain products are small.
+FUSED_HEAD_MAX = 256
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    if q.is_cuda and q.shape[-1] > FUSED_HEAD_MAX:
+        return plain_attention(q, k, v)
+    return F.scaled_dot_product_attention(q, k, v)
+
+
+def plain_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v, as matrix products (what `scaled_dot_product_attention` computes)."""
+    weights = torch.softmax((q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5, dim=-1)
+    return weights.to(v.dtype) @ v

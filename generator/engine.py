@@ -129,7 +129,7 @@ class Generation:
         if self.compiled:  # the cutouts' pooling and augmentations too (run on the GPU path only)
             for loss in self.losses:
                 loss.cutouts.transform = acceleration.compiled(loss.cutouts.device_transform, self.device)
-        # With compile scope "step": a one-start step's stages 1-5 as one compiled function (one forward and
+        # With compile scope "step": a one-start step's stages 1-4 as one compiled function (one forward and
         # one backward graph); batches and several starts use the compiled parts above.
         self._fused = (acceleration.compiled(self._guide_forward, self.device)
                        if self.compiled and acceleration.SCOPE == "step" else None)
@@ -232,16 +232,17 @@ class Generation:
         index = self.step_index + 1
         acceleration.mark_step_begin(self.compiled, self.device)
         if self._fused is not None and self.z.shape[0] == 1:
-            # 1-5 in one compiled function of the latent and the step's cutout draws.
+            # 1-4 as one compiled function of the latent and the step's cutout draws.
             cfg = self.config
             draws = [loss.cutouts.draw((1, 3, cfg.height, cfg.width), self._rng, self.device) for loss in self.losses]
-            terms = self._with_init(index, self._fused(self.z, draws), self.z, self._z_init)
+            image, embeds = self._fused(self.z, draws)
         else:
             # 1-2. Quantise with a straight-through gradient, decode, clamp to [0, 1] keeping the gradient.
             image = self._decode(self.z)
-            # 3-5. Each CLIP model scores its own cutouts against its prompts.
+            # 3-4. Each CLIP model embeds its own cutouts.
             embeds = [loss.embed(cutouts) for loss, cutouts in zip(self.losses, self._cutouts(image))]
-            terms = self._terms(index, image, embeds)
+        # 5. Each CLIP model's cutouts against its prompts, and the regularisers.
+        terms = self._terms(index, image, embeds)
         total = torch.stack(list(terms.values())).sum()
         # 6-7. Optimiser step, then keep the latent inside the codebook's range.
         self.optimizer.zero_grad(set_to_none=True)
@@ -267,36 +268,27 @@ class Generation:
         return {label: torch.stack([terms[label] for terms in per_start]) for label in per_start[0]}
 
     def _start_terms(self, index: int, image, embeds, z, z_init) -> dict[str, torch.Tensor]:
-        return self._with_init(index, self._guide_terms(image, embeds), z, z_init)
-
-    def _guide_terms(self, image: torch.Tensor, embeds: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The terms that depend on the image only (prompts, smoothness), for one start."""
+        cfg = self.config
         terms: dict[str, torch.Tensor] = {}
         for loss, embed in zip(self.losses, embeds):
             for label, value in loss.terms(embed):
                 terms[label] = terms[label] + value if label in terms else value
-        if self.config.tv_weight:
-            terms["smoothness"] = self.config.tv_weight * _total_variation(image)
+        if cfg.init_weight:
+            terms["init image"] = F.mse_loss(z, z_init) * self._init_weight(index) / 2
+        if cfg.tv_weight:
+            terms["smoothness"] = cfg.tv_weight * _total_variation(image)
         return terms
 
-    def _with_init(self, index: int, terms: dict[str, torch.Tensor], z, z_init) -> dict[str, torch.Tensor]:
-        """`terms` with the init-image term of step `index` (its weight decays by step) before smoothness."""
-        if not self.config.init_weight:
-            return terms
-        terms = dict(terms)
-        smoothness = terms.pop("smoothness", None)
-        terms["init image"] = F.mse_loss(z, z_init) * self._init_weight(index) / 2
-        if smoothness is not None:
-            terms["smoothness"] = smoothness
-        return terms
-
-    def _guide_forward(self, z: torch.Tensor, draws: list[tuple]) -> dict[str, torch.Tensor]:
-        """Stages 1-5 of a one-start step from the latent and each CLIP's cutout draws (`MakeCutouts.draw`),
-        on the eager models: what compile scope "step" compiles as one function."""
+    def _guide_forward(self, z: torch.Tensor, draws: list[tuple]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Stages 1-4 of a one-start step on the eager models, from the latent and each CLIP's cutout draws
+        (`MakeCutouts.draw`): the image and each CLIP's cutout embeddings. This is what compile scope "step"
+        compiles as one function. The loss terms stay outside it, so that nothing of a job's own (prompts,
+        weights, regularisers) is traced in: one compiled function serves every job of a worker, where a
+        prompt traced in would recompile it for each new prompt, and past dynamo's limit run it eagerly."""
         image = self._decode(z, self._decode_eager)
         embeds = [loss.embed(loss.cutouts.device_transform(image, *d), loss.clip.encode_image)
                   for loss, d in zip(self.losses, draws)]
-        return self._guide_terms(image, embeds)
+        return image, embeds
 
     def _update(self, index: int, total: torch.Tensor, terms: dict[str, torch.Tensor]) -> StepRecord:
         """Stages 6-7 once the gradient is in `z.grad`: optimiser step, clamp, and the step's record."""

@@ -93,6 +93,26 @@ def test_several_starts_compile_the_parts_then_the_step(models, monkeypatch):
     assert counter.frame_count == 3  # decoder and CLIP tower for the starts, then the one-start step
 
 
+def test_one_compiled_step_serves_jobs_with_other_prompts_and_settings(models, monkeypatch):
+    """Nothing of a job's own is traced into the compiled step: a worker's next job, with other prompts,
+    weights, regularisers and learning rate, reuses it instead of compiling again (which, past dynamo's
+    recompile limit, would leave every later job eager)."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    counter = CompileCounterWithBackend("aot_eager")
+    monkeypatch.setattr(acceleration, "BACKEND", counter)
+    monkeypatch.setattr(acceleration, "SCOPE", "step")
+    torch._dynamo.reset()
+    jobs = [tiny_config(steps=2, compile="on"),
+            tiny_config(steps=2, compile="on", prompts="a blue square:2|a red circle:-0.5:0.1", seed=7, lr=0.3,
+                        tv_weight=0.3, init_colour="#808080", init_weight=0.2, init_weight_decay_steps=5)]
+    for config in jobs:
+        gen = Generation(config, device="cpu", models=models, expected_steps=float("inf"))
+        losses(gen)
+        assert gen.compiled
+    assert counter.frame_count == 1
+
+
 class _FailsInBackward(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):

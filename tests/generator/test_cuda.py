@@ -59,7 +59,7 @@ def test_cuda_graph_mode_follows_the_default_compiled_trajectory(cuda_models, mo
 
 
 def test_batched_steps_on_the_gpu_match_steps_alone(cuda_models):
-    configs = [tiny_config(steps=5, seed=s, prompts=p, precision="bf16")
+    configs = [tiny_config(steps=5, seed=s, prompts=p, precision="bf16", compile="on")
                for s, p in ((1, "a red circle"), (2, "a blue square"))]
     alone = [[s.loss for s in Generation(c, device="cuda:0", models=cuda_models)] for c in configs]
     gens = [Generation(c, device="cuda:0", models=cuda_models) for c in configs]
