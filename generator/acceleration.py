@@ -1,15 +1,15 @@
 """Device-specific speed-ups that do not change what a step computes (beyond float rounding).
 
-- `torch.compile` of the decoder, of CLIP's image tower and of the cutouts (config ``compile``). Compiling
-  costs time once per process and shape: 70-90 s before the first step on an H100 at 256x256 (measured,
-  benchmarks/RESULTS.md "GPU"), after which a step takes 14 ms (41 ms in inductor's default mode, 56 ms
-  for the notebook's eager loop). So ``auto`` compiles on a GPU only when the process expects at least
-  `COMPILE_PAYS_AFTER` steps at these shapes: a worker (the service runs job after job) or a long run or
-  batch; a single `vqclip generate` of a few hundred steps starts at once, eagerly. On the CPU, where the
-  step is bound by float32 convolutions and matrix products that oneDNN/MKL already run near peak, ``auto``
-  never compiles. A compile that fails (no C++ compiler, an unsupported op, a backend bug) must not fail
-  the job: `Generation` runs its first compiled step under `first_compiled_step`, and on an error it warns
-  once and continues eagerly.
+- `torch.compile` of a step's decode, cutouts and CLIP passes as one function (`SCOPE`; config ``compile``).
+  Compiling costs time once per process and shape: 70-90 s before the first step on an H100 at 256x256
+  (measured, benchmarks/RESULTS.md "GPU"), after which a step takes 12 ms (41 ms for the compiled parts in
+  inductor's default mode, 54 ms for the notebook's eager loop). So ``auto`` compiles on a GPU only when
+  the process expects at least `COMPILE_PAYS_AFTER` steps at these shapes: a worker (the service runs job
+  after job) or a long run or batch; a single `vqclip generate` of a few hundred steps starts at once,
+  eagerly. On the CPU, where the step is bound by float32 convolutions and matrix products that
+  oneDNN/MKL already run near peak, ``auto`` never compiles. A compile that fails (no C++ compiler, an
+  unsupported op, a backend bug) must not fail the job: `Generation` runs its first compiled step with a
+  fallback, and on an error it warns once and continues eagerly.
 - channels_last for the decoder on CUDA, the layout cuDNN's tensor-core convolutions want. On the CPU it
   measured no faster (benchmarks/RESULTS.md), so the CPU keeps NCHW.
 - cuDNN's autotuner on CUDA (`torch.backends.cudnn.benchmark`): a run's convolutions keep one shape for
