@@ -64,8 +64,10 @@ class ClipLoss:
     def embed(self, cutouts: torch.Tensor, encode: Callable | None = None) -> torch.Tensor:
         """CLIP image embeddings of cutouts [n, 3, size, size] (of one image or of several), by `encode`
         (default: this loss's own, which may be compiled)."""
+        if encode is None:
+            encode = self.encode
         with self.autocast():
-            return (encode or self.encode)(cutouts)
+            return encode(cutouts)
 
     def terms(self, embeds: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
         """(label, weighted loss) of each target against one image's cutout embeddings."""
