@@ -54,10 +54,10 @@ BACKEND = "inductor"  # torch.compile's default; the tests use "aot_eager" (same
 # mode at 256x256 on an H100: benchmarks/RESULTS.md, "GPU"). None is inductor's default mode; the
 # benchmarks' --compile-mode sets this.
 MODE: str | None = "reduce-overhead"
-# What is compiled on the fast path: "step", a one-start step's decode, cutouts, CLIP passes and loss terms as
-# one function (one graph forward, one backward), or "parts", the decoder, the CLIP image tower and the
-# cutouts each alone (what batches of generations and several starts always use). The benchmarks'
-# --compile-scope sets this.
+# What is compiled on the fast path: "step", a one-start step's quantise, decode, cutouts and CLIP passes as
+# one function (one graph forward, one backward; the loss terms, a job's own, stay outside it), or "parts",
+# the decoder, the CLIP image tower and the cutouts each alone (what batches of generations and several
+# starts always use). The benchmarks' --compile-scope sets this.
 SCOPE = "step"
 # Compiled functions see one shape per batch size (1 to the worker's --batch) and grad mode (a preview
 # decode runs without grad): more variants than dynamo's default limit of 8, past which it runs eagerly.

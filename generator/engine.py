@@ -133,6 +133,7 @@ class Generation:
         # one backward graph); batches and several starts use the compiled parts above.
         self._fused = (acceleration.compiled(self._guide_forward, self.device)
                        if self.compiled and acceleration.SCOPE == "step" else None)
+        self._fused_ran = False  # whether a step has run (and so compiled) it
 
     # ---- set-up ----------------------------------------------------------------------------------
     def _initial_latent(self) -> torch.Tensor:
@@ -198,7 +199,10 @@ class Generation:
 
     def step(self) -> StepRecord:
         """Run one optimisation step and return its record (see `_step`)."""
-        if not self._first_compiled_step:
+        # A step that compiles runs with a fallback: the first compiled step, and (with several starts) the
+        # first step of the one-start function, after the starts ran on the compiled parts.
+        fused_first = self._fused is not None and not self._fused_ran and self.z.shape[0] == 1
+        if not (self._first_compiled_step or fused_first):
             return self._step()
         rng_state = self._rng.get_state()
         try:
@@ -236,6 +240,7 @@ class Generation:
             cfg = self.config
             draws = [loss.cutouts.draw((1, 3, cfg.height, cfg.width), self._rng, self.device) for loss in self.losses]
             image, embeds = self._fused(self.z, draws)
+            self._fused_ran = True
         else:
             # 1-2. Quantise with a straight-through gradient, decode, clamp to [0, 1] keeping the gradient.
             image = self._decode(self.z)
@@ -335,7 +340,7 @@ class Generation:
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
         """The configured optimiser over the latent; on CUDA, Adam and AdamW in their fused form (one kernel
-        for the update instead of a dozen launched from the host; the same arithmetic)."""
+        for the update instead of a dozen launched from the host; the same update up to float rounding)."""
         cfg, extra = self.config, {}
         if self.device.type == "cuda" and cfg.optimizer in ("adam", "adamw"):
             extra["fused"] = True

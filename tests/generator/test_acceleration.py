@@ -141,6 +141,27 @@ def test_failed_compile_warns_and_gives_the_eager_steps(models, monkeypatch, whe
     assert not gen.compiled and fallen_back == eager  # the failed step was redone exactly
 
 
+def test_failed_compile_of_the_step_after_several_starts_gives_the_eager_steps(models, monkeypatch):
+    """The one-start function first compiles after the starts (which ran on the compiled parts): a failure
+    there falls back to eager too, and the step is redone exactly."""
+    def compile_all_but_the_step(fn, device=None):
+        if fn.__name__ != "_guide_forward":
+            return fn  # the parts "compile" (run as they are)
+
+        def run(*args, **kwargs):
+            raise RuntimeError("InductorError: no C++ compiler")
+        return run
+
+    monkeypatch.setattr(acceleration, "SCOPE", "step")
+    config = tiny_config(steps=4, starts=2, start_steps=2)
+    eager = losses(Generation(config.replace(compile="off"), device="cpu", models=models))
+    monkeypatch.setattr(acceleration, "compiled", compile_all_but_the_step)
+    gen = Generation(config.replace(compile="on"), device="cpu", models=models)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
+        fallen_back = losses(gen)
+    assert not gen.compiled and fallen_back == eager
+
+
 def test_channels_last_decoder_gives_the_same_steps(monkeypatch):
     config = tiny_config(steps=3)
     plain = losses(Generation(config, device="cpu", models=ModelCache("cpu")))
