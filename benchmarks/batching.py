@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 from benchmarks import roofline  # noqa: E402
 from benchmarks.step import (NotebookStep, add_compile_mode_option, apply_compile_mode, machine,  # noqa: E402
-                             models_for)
+                             models_for, profile)
 from generator import Generation, GenerationConfig  # noqa: E402
 from generator.batch import GenerationBatch  # noqa: E402
 
@@ -84,6 +84,8 @@ def main(argv=None) -> int:
     p.add_argument("--roofline", action="store_true",
                    help="also print the steps per second of each way as a fraction of the device's matrix-product "
                         "peak (benchmarks/roofline.py)")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="also profile N steps of the K jobs batched (torch.profiler, as benchmarks/step.py --profile)")
     args = p.parse_args(argv)
     if args.jobs < 1 or args.rounds < 1 or (args.steps is not None and args.steps < 1):
         p.error("--jobs, --rounds and --steps must be at least 1")
@@ -134,6 +136,12 @@ def main(argv=None) -> int:
         work, peak = roofline.step_flops(notebook.step), roofline.matmul_peak(device)
         for name in runs:
             print(f"{name}: {roofline.describe(steps * rate[name] / 3600, work, peak)} (steps of all jobs)")
+    if args.profile:
+        gens = [Generation(c.replace(steps=10 ** 6), device=device, models=cache, expected_steps=WORKER)
+                for c in configs]
+        batch = GenerationBatch(gens)
+        profile(lambda: [r.loss for r in batch.step().values()], args.profile, device,
+                f"steps of {args.jobs} jobs batched")
     pairs = [a / b for a, b in zip(walls["one at a time"], walls["batched"])]
     print(f"batched / one at a time: {rate['batched'] / rate['one at a time']:.2f}x jobs/hour (ratio of medians), "
           f"{statistics.median(pairs):.2f}x (median of paired rounds); cpu "

@@ -180,23 +180,23 @@ def pipelined(gen: Generation, steps: int, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def profile(gen: Generation, steps: int, device: torch.device) -> None:
-    """Profile `steps` engine steps (losses read each step): wall and device-busy time per step, then the
-    operations that take the most device time and host time."""
+def profile(step, steps: int, device: torch.device, what: str = "steps") -> None:
+    """Profile `steps` calls of `step` (one engine step, or one step of a batch, its losses read): wall and
+    device-busy time per call, then the operations that take the most device time and host time."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    gen.step().loss  # noqa: B018  (nothing left to compile or record inside the profile)
+    step()  # nothing left to compile or record inside the profile
     with torch_profile(activities=activities) as prof:
         start = time.perf_counter()
         for _ in range(steps):
-            gen.step().loss  # noqa: B018
+            step()
         wall = time.perf_counter() - start
     events = prof.key_averages()
     busy = _busy_seconds([e.time_range for e in prof.events() if e.device_type == DeviceType.CUDA])
-    print(f"profile of {steps} steps: wall {wall / steps * 1e3:.2f} ms a step, device busy "
-          f"{busy / steps * 1e3:.2f} ms a step ({busy / wall:.0%} of the wall time)")
+    print(f"profile of {steps} {what}: wall {wall / steps * 1e3:.2f} ms each, device busy "
+          f"{busy / steps * 1e3:.2f} ms each ({busy / wall:.0%} of the wall time)")
     if device.type == "cuda":
         print(events.table(sort_by="self_device_time_total", row_limit=25, max_name_column_width=70))
     print(events.table(sort_by="self_cpu_time_total", row_limit=20, max_name_column_width=70))
@@ -322,7 +322,7 @@ def main(argv=None) -> int:
         print(f"engine pipelined: {args.pipelined} steps in {seconds:.3f} s, {seconds / args.pipelined * 1e3:.2f} ms a step"
               + (f"; {roofline.describe(args.pipelined / seconds, work, device_peak)}" if args.roofline else ""))
     if args.profile:
-        profile(gen, args.profile, device)
+        profile(lambda: gen.step().loss, args.profile, device)
     print(f"load average at the end: {os.getloadavg()[0]:.1f}; engine compiled at the end: {gen.compiled}")
     return 0
 
