@@ -21,6 +21,11 @@ if compgen -G ".whl/*.whl" >/dev/null; then
         || exit 1
     export PYTHONPATH=/tmp/site:$PWD
 fi
+# Compile caches kept between leases: a lease starts bare, and each cold compile costs 50-90 s of it. The
+# caches go back in $OUT/gpu-cache.tgz; unpack that into .gpu-cache/ here (git-ignored) and carry it.
+CACHE=$PWD/.gpu-cache
+mkdir -p "$CACHE"
+export TORCHINDUCTOR_CACHE_DIR=$CACHE/inductor TRITON_CACHE_DIR=$CACHE/triton
 ONLY=" ${*:-step256 tests batching step512 step256-parts step256-default step256-eager} "
 run() {  # run NAME SECONDS COMMAND...: the command's output into $OUT/NAME.txt (when NAME was asked for)
     local name=$1 limit=$2 start=$SECONDS
@@ -41,6 +46,7 @@ run step512 100 python3 $B/step.py --device cuda --size 512 512 --cutn 64 --prec
 run step256-parts 110 python3 $B/step.py $S256 --compile-scope parts --warmup 5 --repeats 30 --no-baseline --pipelined 100
 run step256-default 100 python3 $B/step.py $S256 --compile-mode default --warmup 5 --repeats 30 --no-baseline --roofline
 run step256-eager 60 python3 $B/step.py $S256 --compile off --warmup 3 --repeats 30 --no-baseline --roofline
+tar czf "$OUT/gpu-cache.tgz" -C "$CACHE" . && echo "== compile caches: $(du -h "$OUT/gpu-cache.tgz" | cut -f1) (over 16 MiB they do not come back)"
 echo "== summary"
 for f in $ONLY; do
     echo "-- $f"
