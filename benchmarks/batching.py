@@ -27,7 +27,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 import torch  # noqa: E402
 
 from benchmarks import roofline  # noqa: E402
-from benchmarks.step import (NotebookStep, add_compile_mode_option, apply_compile_mode, machine,  # noqa: E402
+from benchmarks.step import (NotebookStep, add_compile_options, apply_compile_options, machine,  # noqa: E402
                              models_for, profile)
 from generator import Generation, GenerationConfig  # noqa: E402
 from generator.batch import GenerationBatch  # noqa: E402
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--precision", default="auto", help="auto, fp32, bf16, fp16 (default auto)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    add_compile_mode_option(p)
+    add_compile_options(p)
     p.add_argument("--roofline", action="store_true",
                    help="also print the steps per second of each way as a fraction of the device's matrix-product "
                         "peak (benchmarks/roofline.py)")
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
         p.error("--jobs, --rounds and --steps must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
-    apply_compile_mode(args)
+    apply_compile_options(args)
     width, height = args.size or ((64, 64) if args.tiny else (256, 256))
     cutn = args.cutn or (8 if args.tiny else 32)
     steps = args.steps or (30 if args.tiny else 10)

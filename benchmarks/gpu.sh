@@ -6,11 +6,11 @@
 # at 256x256/32 (engine vs the notebook baseline, compiled bf16 with CUDA graphs, with its fraction of the
 # measured bf16 matrix-product peak, its rate with no sync between steps, a profile of where the device time
 # goes, and dynamo's graph breaks and recompiles), the CUDA tests (about 200 s), the batching benchmark (8
-# jobs, with a profile of the batched step), 512x512/64, then the compiled parts instead of the one-function step, inductor's default mode and
-# eager for comparison. A cold compile takes 50-90 s on an H100, so all of it needs more than one 10-minute
-# call: name the runs to make (`bash benchmarks/gpu.sh step256 tests batching`, then the rest in
-# another); a run that passes its limit is stopped ("exit 124"). Each log goes into $OUT; a summary of the
-# key lines ends the output.
+# jobs, with a profile of the batched step), 512x512/64, then the compiled parts instead of the one-function
+# step, inductor's default mode and eager for comparison. A cold compile takes 50-90 s on an H100, so all of
+# it needs more than one 10-minute call: name the runs to make (`bash benchmarks/gpu.sh step256 tests
+# batching`, then the rest in another); a run that passes its limit is stopped ("exit 124"). Each log goes
+# into $OUT; a summary of the key lines ends the output.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/vqclip-gpu}
@@ -38,7 +38,8 @@ run() {  # run NAME SECONDS COMMAND...: the command's output into $OUT/NAME.txt 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
 B=benchmarks
 S256="--device cuda --size 256 256 --cutn 32 --precision bf16"
-run step256 170 env TORCH_LOGS=graph_breaks,recompiles python3 $B/step.py $S256 --warmup 5 --repeats 30 --roofline --pipelined 100 --profile 5
+run step256 170 env TORCH_LOGS=graph_breaks,recompiles python3 $B/step.py $S256 --warmup 5 --repeats 30 --roofline \
+    --pipelined 100 --profile 5
 run tests 220 python3 -m pytest -q -p no:cacheprovider -W ignore tests/generator/test_cuda.py
 run batching 160 python3 $B/batching.py $S256 --jobs 8 --steps 20 --rounds 3 --profile 3
 run step512 100 python3 $B/step.py --device cuda --size 512 512 --cutn 64 --precision bf16 --warmup 3 --repeats 10 \
@@ -46,7 +47,8 @@ run step512 100 python3 $B/step.py --device cuda --size 512 512 --cutn 64 --prec
 run step256-parts 110 python3 $B/step.py $S256 --compile-scope parts --warmup 5 --repeats 30 --no-baseline --pipelined 100
 run step256-default 100 python3 $B/step.py $S256 --compile-mode default --warmup 5 --repeats 30 --no-baseline --roofline
 run step256-eager 60 python3 $B/step.py $S256 --compile off --warmup 3 --repeats 30 --no-baseline --roofline
-tar czf "$OUT/gpu-cache.tgz" -C "$CACHE" . && echo "== compile caches: $(du -h "$OUT/gpu-cache.tgz" | cut -f1) (over 16 MiB they do not come back)"
+tar czf "$OUT/gpu-cache.tgz" -C "$CACHE" . \
+    && echo "== compile caches: $(du -h "$OUT/gpu-cache.tgz" | cut -f1) (over 16 MiB they do not come back)"
 echo "== summary"
 for f in $ONLY; do
     echo "-- $f"

@@ -36,18 +36,16 @@ from generator.models import ModelCache  # noqa: E402
 PROMPT = "a watercolour painting of a lighthouse at dawn"
 
 
-def add_compile_mode_option(p: argparse.ArgumentParser) -> None:
+def add_compile_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile-mode", default=None,
                    choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
                    help="torch.compile's mode for the engine on CUDA (default: the engine's own, acceleration.MODE)")
-
-
     p.add_argument("--compile-scope", default=None, choices=("step", "parts"),
                    help="what the engine compiles: a one-start step as one function, or the decoder, CLIP tower and "
                         "cutouts apart (default: the engine's own, acceleration.SCOPE)")
 
 
-def apply_compile_mode(args: argparse.Namespace) -> None:
+def apply_compile_options(args: argparse.Namespace) -> None:
     """Set the engine's compile mode and scope from --compile-mode and --compile-scope, when given
     ("default": inductor's own mode)."""
     if args.compile_mode:
@@ -241,7 +239,7 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint-decoder", action="store_true", help="the engine checkpoints the decoder")
     p.add_argument("--compile", default="auto", choices=("auto", "on", "off"),
                    help="the engine's torch.compile (auto: on a GPU only); compiling happens in the warm-up")
-    add_compile_mode_option(p)
+    add_compile_options(p)
     p.add_argument("--roofline", action="store_true",
                    help="also count one step's FLOPs and measure the device's bf16 matrix-product peak, and print "
                         "the engine's step rate as a fraction of that peak")
@@ -261,7 +259,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    apply_compile_mode(args)
+    apply_compile_options(args)
     width, height = args.size or ((64, 64) if args.tiny else (256, 256))
     cutn = args.cutn or (8 if args.tiny else 32)
     device = torch.device(args.device)
@@ -319,7 +317,8 @@ def main(argv=None) -> int:
         print(f"engine: {roofline.describe(1 / med['engine'][0], work, device_peak)}")
     if args.pipelined:
         seconds = pipelined(gen, args.pipelined, device)
-        print(f"engine pipelined: {args.pipelined} steps in {seconds:.3f} s, {seconds / args.pipelined * 1e3:.2f} ms a step"
+        print(f"engine pipelined: {args.pipelined} steps in {seconds:.3f} s, "
+              f"{seconds / args.pipelined * 1e3:.2f} ms a step"
               + (f"; {roofline.describe(args.pipelined / seconds, work, device_peak)}" if args.roofline else ""))
     if args.profile:
         profile(lambda: gen.step().loss, args.profile, device)

@@ -201,8 +201,7 @@ class Generation:
         """Run one optimisation step and return its record (see `_step`)."""
         # A step that compiles runs with a fallback: the first compiled step, and (with several starts) the
         # first step of the one-start function, after the starts ran on the compiled parts.
-        fused_first = self._fused is not None and not self._fused_ran and self.z.shape[0] == 1
-        if not (self._first_compiled_step or fused_first):
+        if not (self._first_compiled_step or (self._runs_fused and not self._fused_ran)):
             return self._step()
         rng_state = self._rng.get_state()
         try:
@@ -217,6 +216,11 @@ class Generation:
             record = self._step()
         self._first_compiled_step = False
         return record
+
+    @property
+    def _runs_fused(self) -> bool:
+        """Whether the next step runs stages 1-4 as the one compiled function (scope "step", one start)."""
+        return self._fused is not None and self.z.shape[0] == 1
 
     def _use_eager(self) -> None:
         self.compiled = False
@@ -235,7 +239,7 @@ class Generation:
         """
         index = self.step_index + 1
         acceleration.mark_step_begin(self.compiled, self.device)
-        if self._fused is not None and self.z.shape[0] == 1:
+        if self._runs_fused:
             # 1-4 as one compiled function of the latent and the step's cutout draws.
             cfg = self.config
             draws = [loss.cutouts.draw((1, 3, cfg.height, cfg.width), self._rng, self.device) for loss in self.losses]
