@@ -7,7 +7,10 @@ scene checker (generator/shapes/checker.py) and by a second CLIP that did not gu
     .venv/bin/python benchmarks/quality.py --prompts 50 --seeds 1 --presets shapes --shapes star,cross --seen-colours
 
 Prompts are one-shape held-out scenes ("a large red star at the top": colour/shape pairs the models never
-saw in training). Per preset it prints, as a markdown table row: checker accuracy per attribute, the
+saw in training); `--split train` asks for pairs they saw, and `--things 2` for two-shape scenes ("a small
+green star on the left and a large red square on the right"), where an attribute counts right only when it
+is right for both things (the checker matches each thing to the object nearest its place; the CLIPs pick
+among captions that change that attribute of one thing). Per preset it prints, as a markdown table row: checker accuracy per attribute, the
 judge CLIP's top-1 per attribute among captions differing only in that attribute, the guiding CLIP's own
 top-1 the same way (its gap to the checker is how far the image fools its guide), the mean overlap of
 each image's largest object with the asked shape's template (`checker.shape_overlap`, graded where the
@@ -35,9 +38,9 @@ from PIL import Image  # noqa: E402
 from generator import GenerationConfig  # noqa: E402
 from generator.engine import Generation  # noqa: E402
 from generator.models import ModelCache  # noqa: E402
-from generator.shapes.checker import check, shape_overlap  # noqa: E402
+from generator.shapes.checker import check, check_scene, shape_overlap  # noqa: E402
 from generator.shapes.train_clip import variants  # noqa: E402
-from generator.shapes.world import COLOURS, HELD_OUT, World, render  # noqa: E402
+from generator.shapes.world import COLOURS, HELD_OUT, World, full_caption, render  # noqa: E402
 from generator.weight_records import SHAPES_RECOMMENDED  # noqa: E402
 
 ATTRIBUTES = ("colour", "shape", "position", "size")
@@ -75,15 +78,15 @@ PRESETS = {
 }
 
 
-def prompts(n: int, split: str = "heldout") -> list:
-    """The first n distinct one-shape scenes' things of a split (held-out by default)."""
-    world, seen, out, i = World(split, seed=7, two_shape_fraction=0.0), set(), [], 0
+def prompts(n: int, split: str = "heldout", things: int = 1) -> list[tuple]:
+    """The things of the first n distinct one-shape (or two-shape) scenes of a split (held-out by default)."""
+    world, seen, out, i = World(split, seed=7, two_shape_fraction=float(things == 2)), set(), [], 0
     while len(out) < n:
-        thing = world.scene(i).things[0]
+        scene_things = world.scene(i).things
         i += 1
-        if thing not in seen:
-            seen.add(thing)
-            out.append(thing)
+        if scene_things not in seen:
+            seen.add(scene_things)
+            out.append(scene_things)
     return out
 
 
@@ -112,16 +115,35 @@ def overrides(pairs: list[str]) -> dict:
     return out
 
 
+def scene_variants(things: tuple, i: int, attribute: str) -> list[str]:
+    """Full captions of `things` with thing i's `attribute` set to each of its values (the true one first)."""
+    own = variants(things[i], attribute)
+    if len(things) == 1:
+        return own
+    others = [full_caption([t]) for t in things]
+    return [" and ".join(others[:i] + [caption] + others[i + 1:]) for caption in own]
+
+
 @torch.no_grad()
-def attribute_top1(clip, image: Image.Image, thing) -> dict[str, bool]:
+def attribute_top1(clip, image: Image.Image, things: tuple) -> dict[str, bool]:
     x = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float().div(255)[None]
     x = F.interpolate(x, size=clip.input_size, mode="bilinear", antialias=True) if x.shape[-1] != clip.input_size else x
     e = F.normalize(clip.encode_image(x), dim=-1)[0]
     out = {}
     for attribute in ATTRIBUTES:
-        t = F.normalize(clip.encode_text(variants(thing, attribute)), dim=-1)
-        out[attribute] = int((t @ e).argmax()) == 0
+        hits = []
+        for i in range(len(things)):
+            t = F.normalize(clip.encode_text(scene_variants(things, i, attribute)), dim=-1)
+            hits.append(int((t @ e).argmax()) == 0)
+        out[attribute] = all(hits)
     return out
+
+
+def checker_tally(image: Image.Image, things: tuple) -> dict:
+    """The checker's reading: the largest object for one thing, each thing's nearest object for two."""
+    c = check(image, things[0]) if len(things) == 1 else check_scene(image, things)
+    overlap = shape_overlap(image, things[0].shape) if len(things) == 1 else float("nan")
+    return {**c, "all": all(c[a] for a in ("colour", "shape", "position")), "overlap": overlap}
 
 
 def main() -> None:
@@ -135,6 +157,7 @@ def main() -> None:
                         help="override a setting of every preset, e.g. --set init_weight=4 (repeatable)")
     parser.add_argument("--split", default="heldout", choices=("heldout", "train"),
                         help="prompts from held-out colour/shape pairs, or from pairs seen in training")
+    parser.add_argument("--things", type=int, default=1, choices=(1, 2), help="shapes in each prompt's scene")
     parser.add_argument("--shapes", help="only the prompts (of the --prompts) of these shapes, e.g. star,cross")
     parser.add_argument("--start", choices=("preset", "scene"), default="preset",
                         help="scene: start each loop from its prompt's thing drawn cleanly on grey (init_image): "
@@ -152,13 +175,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     models = ModelCache("cpu")
     judge = models.clips("shapes-judge")[0][0]
-    things = list(enumerate(prompts(args.prompts, args.split)))
+    things = list(enumerate(prompts(args.prompts, args.split, args.things)))
     if args.shapes:
-        things = [(p, t) for p, t in things if t.shape in args.shapes.split(",")]
+        things = [(p, t) for p, t in things if t[0].shape in args.shapes.split(",")]
     if args.seen_colours:
-        things = [(p, seen_colour(t)) for p, t in things]
+        things = [(p, (seen_colour(t[0]), *t[1:])) for p, t in things]
     starts = tempfile.TemporaryDirectory()
-    print(f"{len(things)} {args.split} prompts x {args.seeds} seeds, e.g. {things[0][1].phrase()!r}; "
+    print(f"{len(things)} {args.split} prompts x {args.seeds} seeds, e.g. {full_caption(things[0][1])!r}; "
           f"torch threads {args.threads}; VQGAN {args.vqgan}, CLIP {args.clip}")
     print("| preset | steps | checker colour | shape | position | size | all | judge colour | shape | position "
           "| guide colour | shape | position | shape IoU | s/image |")
@@ -170,11 +193,11 @@ def main() -> None:
         settings.update(overrides(args.set))
         tallies = {k: [] for k in ("checker", "judge", "guide")}
         seconds = []
-        for p, thing in things:
-            text = f"{'an' if thing.phrase()[0] in 'aeiou' else 'a'} {thing.phrase()}"
+        for p, scene_things in things:
+            text = full_caption(scene_things)
             if args.start == "scene":
                 settings["init_image"] = f"{starts.name}/{p}.png"
-                render([thing], START_BACKGROUND).save(settings["init_image"])
+                render(list(scene_things), START_BACKGROUND).save(settings["init_image"])
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 config = GenerationConfig.from_dict({**settings, "prompts": text, "seed": seed})
                 if args.rescore:
@@ -188,21 +211,20 @@ def main() -> None:
                     seconds.append(time.perf_counter() - start)
                 # the checker reads the world at its own 64x64 (a larger image is box-filtered down to it)
                 small = image if image.size == (64, 64) else image.resize((64, 64), Image.BOX)
-                c = check(small, thing)
-                tallies["checker"].append({**c, "all": all(c[a] for a in ("colour", "shape", "position")),
-                                           "overlap": shape_overlap(small, thing.shape)})
-                tallies["judge"].append(attribute_top1(judge, image, thing))
-                tallies["guide"].append(attribute_top1(guide, image, thing))
+                tallies["checker"].append(checker_tally(small, scene_things))
+                tallies["judge"].append(attribute_top1(judge, image, scene_things))
+                tallies["guide"].append(attribute_top1(guide, image, scene_things))
                 if args.save:
                     args.save.mkdir(parents=True, exist_ok=True)
                     image.save(args.save / f"{name}_{p:02d}_{seed}.png")
         mean = {k: {a: np.mean([t[a] for t in v]) for a in v[0]} for k, v in tallies.items()}
         pct = lambda v: f"{100 * v:.0f}%"  # noqa: E731
         ch, ju, gu = mean["checker"], mean["judge"], mean["guide"]
+        iou = "-" if np.isnan(ch["overlap"]) else f"{ch['overlap']:.2f}"  # graded for one thing only
         print(f"| {name} | {config.steps} | {pct(ch['colour'])} | {pct(ch['shape'])} | {pct(ch['position'])} | "
               f"{pct(ch['size'])} | {pct(ch['all'])} | {pct(ju['colour'])} | {pct(ju['shape'])} | "
               f"{pct(ju['position'])} | {pct(gu['colour'])} | {pct(gu['shape'])} | {pct(gu['position'])} | "
-              f"{ch['overlap']:.2f} | {np.mean(seconds):.1f} |", flush=True)
+              f"{iou} | {np.mean(seconds):.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -29,3 +29,55 @@ def test_batching_benchmark_compares_and_profiles():
 
 def test_gpu_script_parses():
     subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu.sh")], check=True)
+
+
+def _quality():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("quality_benchmark", ROOT / "benchmarks" / "quality.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(out: str, preset: str) -> list[str]:
+    line = next(line for line in out.splitlines() if line.startswith(f"| {preset} |"))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_quality_benchmark_reads_clean_one_and_two_shape_scenes_right_and_a_swapped_one_wrong(tmp_path):
+    """--rescore judges saved images: clean scenes of the prompts score 100% on the checker's colour, shape
+    and position; a two-shape scene with its things' colours swapped scores 0% colour."""
+    from generator.shapes.world import Thing, render
+
+    quality = _quality()
+    for things in (1, 2):
+        good, swapped = tmp_path / f"good{things}", tmp_path / f"swapped{things}"
+        good.mkdir(), swapped.mkdir()
+        for p, scene in enumerate(quality.prompts(4, "heldout", things)):
+            assert len(scene) == things and len(set(t.position for t in scene)) == things
+            render(list(scene), (120, 120, 120)).save(good / f"shapes_{p:02d}_0.png")
+            if things == 2:
+                a, b = scene
+                recoloured = [Thing(b.colour, a.shape, a.size, a.position), Thing(a.colour, b.shape, b.size, b.position)]
+                render(recoloured, (120, 120, 120)).save(swapped / f"shapes_{p:02d}_0.png")
+        args = ("benchmarks/quality.py", "--prompts", "4", "--seeds", "1", "--presets", "shapes", "--things", str(things))
+        row = _row(run(*args, "--rescore", str(good)), "shapes")
+        assert row[2:5] == ["100%", "100%", "100%"]  # checker colour, shape, position
+        if things == 1:
+            assert float(row[13]) > 0.9  # shape IoU with the asked template
+        else:
+            assert row[13] == "-"  # graded for one thing only
+            assert [a.colour != b.colour for a, b in quality.prompts(4, "heldout", 2)] == [True] * 4
+            assert _row(run(*args, "--rescore", str(swapped)), "shapes")[2] == "0%"
+
+
+def test_quality_benchmark_generates_a_two_shape_prompt_and_names_captions_differing_in_one_thing():
+    quality = _quality()
+    scene = quality.prompts(1, "heldout", 2)[0]
+    captions = quality.scene_variants(scene, 1, "shape")
+    assert captions[0] == quality.full_caption(scene) and len(captions) == 5 and len(set(captions)) == 5
+    assert all(c.split(" and ")[0] == quality.full_caption(scene[:1]) for c in captions)
+    out = run("benchmarks/quality.py", "--prompts", "1", "--seeds", "1", "--presets", "shapes", "--things", "2",
+              "--steps", "2", "--set", "starts=1")
+    assert " and " in out.splitlines()[0] and float(_row(out, "shapes")[-1]) > 0  # seconds per image

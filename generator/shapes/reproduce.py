@@ -1,0 +1,179 @@
+"""Retrain the shapes models from scratch with fixed seeds and step counts, then measure them beside the
+bundled ones on the same held-out scenes.
+
+    python -m generator.shapes.reproduce --out runs/repro                  # every stage, two at a time
+    python -m generator.shapes.reproduce --out runs/repro --only vqgan     # one stage (and what it needs)
+    python -m generator.shapes.reproduce --out runs/repro --dry-run        # print the commands only
+    python -m generator.shapes.reproduce --out runs/repro --measure-only   # the table, for stages already trained
+
+Each stage is one command of the trainers (`train_vqgan`, `train_clip`) with `--steps`, so the same
+torch build and thread count give the same weights wherever it runs (a test checks that for both
+trainers); its log is OUT/STAGE.log. No stage reads the bundled weights: the CLIPs' negatives leave out
+the images decoded from random VQGAN codes (`vqgan`), which would need a VQGAN first.
+
+This recipe is not the bundled models' history: those were trained over many rounds, with time budgets and
+loop negatives (benchmarks/RESULTS.md, "Quality (shapes)"). It is the shortest from-scratch route
+measured to reach the issue's bars: the checker reads the same colour, shape and position from the
+VQGAN's reconstructions of held-out scenes as from the scenes for >= 95% of them, and the CLIPs read
+held-out scenes' attributes >= 95% right. The table it prints sets each model beside its bundled
+counterpart; benchmarks/RESULTS.md, "Reproducing the shapes models", has the figures and times measured.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained" / "shapes"
+NEGATIVES = "shuffle,confetti,blobs"  # no `vqgan` negatives: no stage depends on a bundled model
+CLIP_COMMON = ("--batch", "64", "--text-negatives", "3", "--hard-weight", "1", "--scenes", "30000",
+               "--negatives", NEGATIVES, "--eval-every", "15")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    module: str
+    args: tuple[str, ...]
+    weights: str  # the file the trainer writes into OUT/name
+    bundled: str  # the bundled counterpart, measured beside it
+    arch: str | None = None  # a CLIP's open_clip architecture; None for the VQGAN
+    needs: tuple[str, ...] = field(default=())
+
+
+STAGES = (
+    Stage("vqgan", "generator.shapes.train_vqgan",
+          ("--steps", "9000", "--seed", "0", "--lr", "1e-3", "--batch", "16", "--edge-weight", "8",
+           "--recolour", "0.5"),
+          "vqgan_shapes.safetensors", "vqgan_shapes.safetensors"),
+    Stage("clip", "generator.shapes.train_clip",
+          ("--arch", "vqclip-shapes", "--steps", "2400", "--lr", "1e-3", "--n-neg", "12", "--recolour", "0.3",
+           "--seed", "31", *CLIP_COMMON),
+          "clip_shapes.safetensors", "clip_shapes.safetensors", arch="vqclip-shapes"),
+    Stage("judge", "generator.shapes.train_clip",
+          ("--arch", "vqclip-shapes-judge-rn", "--split", "all", "--steps", "1500", "--lr", "1e-3", "--n-neg", "12",
+           "--seed", "33", *CLIP_COMMON),
+          "clip_shapes_judge_rn.safetensors", "clip_shapes_judge.safetensors", arch="vqclip-shapes-judge-rn"),
+    Stage("robust", "generator.shapes.train_clip",
+          ("--arch", "vqclip-shapes", "--init", "{out}/clip/clip_shapes.safetensors", "--steps", "600",
+           "--lr", "3e-4", "--n-neg", "15", "--recolour", "0.3", "--adv-eps", "0.75", "--adv-steps", "3",
+           "--adv-clean", "--seed", "32", *CLIP_COMMON),
+          "clip_shapes.safetensors", "clip_shapes_robust.safetensors", arch="vqclip-shapes", needs=("clip",)),
+)
+BY_NAME = {s.name: s for s in STAGES}
+
+
+def command(stage: Stage, out: Path) -> list[str]:
+    args = [a.replace("{out}", str(out)) for a in stage.args]
+    return [sys.executable, "-m", stage.module, *args, "--out", str(out / stage.name)]
+
+
+def selected(only: list[str] | None) -> list[Stage]:
+    """The stages asked for, with the stages they need, in STAGES order."""
+    if not only:
+        return list(STAGES)
+    unknown = sorted(set(only) - set(BY_NAME))
+    if unknown:
+        raise SystemExit(f"unknown stage(s) {unknown}: choose from {list(BY_NAME)}")
+    wanted, todo = set(), list(only)
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            todo.extend(BY_NAME[name].needs)
+    return [s for s in STAGES if s.name in wanted]
+
+
+def finished(stage: Stage, out: Path) -> bool:
+    """Whether OUT holds this stage's weights from the same command run to its end (OUT/STAGE.done)."""
+    marker = out / f"{stage.name}.done"
+    return marker.exists() and marker.read_text() == " ".join(command(stage, out)[1:]) + "\n"
+
+
+def run(stages: list[Stage], out: Path, jobs: int) -> None:
+    """Run the stages, at most `jobs` at once, each after the stages it needs; stages finished before with
+    the same command are kept. Stops at the first failure."""
+    out.mkdir(parents=True, exist_ok=True)
+    done = {s.name for s in stages if finished(s, out)}
+    for name in sorted(done):
+        print(f"{name}: already trained ({out / (name + '.done')})", flush=True)
+    pending, running = [s for s in stages if s.name not in done], {}
+    while pending or running:
+        for stage in [s for s in pending if set(s.needs) <= done]:
+            if len(running) >= jobs:
+                break
+            log = open(out / f"{stage.name}.log", "w")
+            print(f"[{time.strftime('%H:%M:%S')}] {stage.name}: {' '.join(command(stage, out)[1:])}", flush=True)
+            running[stage.name] = (stage, subprocess.Popen(command(stage, out), stdout=log, stderr=subprocess.STDOUT,
+                                                           env={**os.environ, "OMP_NUM_THREADS": "1"}), log)
+            pending.remove(stage)
+        time.sleep(2)
+        for name, (stage, proc, log) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            log.close()
+            del running[name]
+            if proc.returncode:
+                for _, other, _ in running.values():
+                    other.terminate()
+                raise SystemExit(f"stage {name} failed (exit {proc.returncode}); see {out / (name + '.log')}")
+            (out / f"{name}.done").write_text(" ".join(command(stage, out)[1:]) + "\n")
+            print(f"[{time.strftime('%H:%M:%S')}] {name}: done", flush=True)
+            done.add(name)
+
+
+def measure(stages: list[Stage], out: Path) -> list[str]:
+    """Markdown rows: each trained model and its bundled counterpart on the trainers' own held-out tests."""
+    import torch
+
+    from generator.checkpoint import read_state_dict
+    from generator.models import load_vqgan
+
+    from .train_clip import build_clip, evaluate as evaluate_clip
+    from .train_vqgan import evaluate as evaluate_vqgan
+
+    torch.set_num_threads(1)
+    rows = ["| model | PSNR | colour | shape | position | size | retrieval |", "|---|---|---|---|---|---|---|"]
+    for stage in stages:
+        trained = out / stage.name / stage.weights
+        for label, path in ((f"{stage.name}, this recipe", trained), (f"{stage.name}, bundled", PRETRAINED / stage.bundled)):
+            if not path.exists():
+                rows.append(f"| {label} | missing: {path} | | | | | |")
+                continue
+            if stage.arch is None:
+                r = evaluate_vqgan(load_vqgan(str(path))[0])
+                rows.append(f"| {label} | {r['psnr']:.1f} dB | {r['colour']:.1%} | {r['shape']:.1%} | "
+                            f"{r['position']:.1%} | | |")
+            else:
+                r = evaluate_clip(build_clip(stage.arch, read_state_dict(str(path))))
+                rows.append(f"| {label} | | {r['colour']:.1%} | {r['shape']:.1%} | {r['position']:.1%} | "
+                            f"{r['size']:.1%} | {r['retrieval_top1']:.1%} |")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--only", help=f"comma-separated stages of {list(BY_NAME)} (with what they need)")
+    parser.add_argument("--jobs", type=int, default=2, help="stages at once, one core each")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands and stop")
+    parser.add_argument("--measure-only", action="store_true", help="measure the stages already trained in OUT")
+    args = parser.parse_args()
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    stages = selected(args.only.split(",") if args.only else None)
+    if args.dry_run:
+        for stage in stages:
+            print(f"{stage.name}: OMP_NUM_THREADS=1 {' '.join(command(stage, args.out)[1:])}")
+        return
+    if not args.measure_only:
+        run(stages, args.out, args.jobs)
+    print("\n".join(measure(stages, args.out)))
+
+
+if __name__ == "__main__":
+    main()

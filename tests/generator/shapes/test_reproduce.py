@@ -1,0 +1,56 @@
+"""The from-scratch recipe for the shapes models (generator/shapes/reproduce.py)."""
+from pathlib import Path
+
+import pytest
+
+from generator.shapes import reproduce
+from generator.shapes.reproduce import STAGES, Stage, command, finished, run, selected
+
+
+def test_every_stage_is_a_fixed_step_seeded_run_that_reads_no_bundled_model(tmp_path):
+    for stage in STAGES:
+        cmd = command(stage, tmp_path)
+        assert "--steps" in cmd and "--seed" in cmd and "--minutes" not in cmd
+        assert not any("pretrained" in part for part in cmd) and "--vqgan" not in cmd
+        if "--negatives" in cmd:
+            assert "vqgan" not in cmd[cmd.index("--negatives") + 1].split(",")
+        assert cmd[cmd.index("--out") + 1] == str(tmp_path / stage.name)
+    robust = command(reproduce.BY_NAME["robust"], tmp_path)
+    assert robust[robust.index("--init") + 1] == str(tmp_path / "clip" / "clip_shapes.safetensors")
+
+
+def test_a_stage_brings_the_stages_it_needs_and_unknown_names_are_refused():
+    assert [s.name for s in selected(["robust"])] == ["clip", "robust"]
+    assert [s.name for s in selected(["judge", "vqgan"])] == ["vqgan", "judge"]
+    assert [s.name for s in selected(None)] == [s.name for s in STAGES]
+    with pytest.raises(SystemExit, match="unknown stage.*'vqgn'"):
+        selected(["vqgn"])
+
+
+def _tiny_vqgan(name: str, steps: str) -> Stage:
+    return Stage(name, "generator.shapes.train_vqgan", ("--steps", steps, "--batch", "2", "--crop", "16", "--seed", "0"),
+                 "vqgan_shapes.safetensors", "vqgan_shapes.safetensors")
+
+
+def test_a_finished_stage_is_marked_kept_on_a_rerun_and_measured_beside_the_bundled_model(tmp_path, capsys):
+    stage = _tiny_vqgan("vqgan", "2")
+    run([stage], tmp_path, jobs=1)
+    weights = tmp_path / "vqgan" / "vqgan_shapes.safetensors"
+    assert weights.exists() and finished(stage, tmp_path)
+    assert "held-out:" in (tmp_path / "vqgan.log").read_text()
+    stamp = weights.stat().st_mtime_ns
+    run([stage], tmp_path, jobs=1)  # the same command again: kept, not retrained
+    assert weights.stat().st_mtime_ns == stamp and "already trained" in capsys.readouterr().out
+    assert not finished(_tiny_vqgan("vqgan", "3"), tmp_path)  # another command is not that stage
+    rows = reproduce.measure([stage], tmp_path)
+    assert rows[2].startswith("| vqgan, this recipe | ") and rows[3].startswith("| vqgan, bundled | ")
+    bundled_psnr = float(rows[3].split("|")[2].split()[0])
+    assert bundled_psnr > 30 > float(rows[2].split("|")[2].split()[0])  # two steps from scratch reconstruct nothing
+
+
+def test_a_failing_stage_stops_the_run_names_its_log_and_leaves_no_marker(tmp_path):
+    good, bad = _tiny_vqgan("a", "0"), _tiny_vqgan("b", "0")
+    with pytest.raises(SystemExit, match=r"stage a failed .*a\.log"):
+        run([good, bad], tmp_path, jobs=1)
+    assert "steps must be at least 1" in (tmp_path / "a.log").read_text()
+    assert not finished(good, tmp_path) and not Path(tmp_path / "b.log").exists()
