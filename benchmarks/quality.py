@@ -8,13 +8,14 @@ scene checker (generator/shapes/checker.py) and by a second CLIP that did not gu
 
 Prompts are one-shape held-out scenes ("a large red star at the top": colour/shape pairs the models never
 saw in training); `--split train` asks for pairs they saw, and `--things 2` for two-shape scenes ("a small
-green star on the left and a large red square on the right"), where an attribute counts right only when it
-is right for both things (the checker matches each thing to the object nearest its place; the CLIPs pick
-among captions that change that attribute of one thing). Per preset it prints, as a markdown table row: checker accuracy per attribute, the
-judge CLIP's top-1 per attribute among captions differing only in that attribute, the guiding CLIP's own
-top-1 the same way (its gap to the checker is how far the image fools its guide), the mean overlap of
-each image's largest object with the asked shape's template (`checker.shape_overlap`, graded where the
-checker's shape is yes or no: 0.75 is where yes starts), and seconds per image.
+green star on the left and a large red square on the right"; `--join " | "` makes each thing its own
+prompt), where an attribute counts right only when it is right for both things (the checker matches each
+thing to the object nearest its place; the CLIPs pick among captions that change that attribute of one
+thing). Per preset it prints, as a markdown table row: checker accuracy per attribute, the judge CLIP's
+top-1 per attribute among captions differing only in that attribute, the guiding CLIP's own top-1 the
+same way (its gap to the checker is how far the image fools its guide), the mean overlap of each image's
+largest object with the asked shape's template (`checker.shape_overlap`, graded where the checker's shape
+is yes or no: 0.75 is where yes starts; one-shape prompts only), and seconds per image.
 """
 from __future__ import annotations
 
@@ -115,6 +116,11 @@ def overrides(pairs: list[str]) -> dict:
     return out
 
 
+def prompt_text(things: tuple, join: str = " and ") -> str:
+    """The prompt for a scene's things: its full caption, or with join " | " each thing its own prompt."""
+    return join.join(full_caption([t]) for t in things)
+
+
 def scene_variants(things: tuple, i: int, attribute: str) -> list[str]:
     """Full captions of `things` with thing i's `attribute` set to each of its values (the true one first)."""
     own = variants(things[i], attribute)
@@ -158,6 +164,9 @@ def main() -> None:
     parser.add_argument("--split", default="heldout", choices=("heldout", "train"),
                         help="prompts from held-out colour/shape pairs, or from pairs seen in training")
     parser.add_argument("--things", type=int, default=1, choices=(1, 2), help="shapes in each prompt's scene")
+    parser.add_argument("--join", default=" and ",
+                        help="what joins a two-shape prompt's things: ' and ' (as captioned), or ' | ' (each its own "
+                             "prompt, the engine's syntax)")
     parser.add_argument("--shapes", help="only the prompts (of the --prompts) of these shapes, e.g. star,cross")
     parser.add_argument("--start", choices=("preset", "scene"), default="preset",
                         help="scene: start each loop from its prompt's thing drawn cleanly on grey (init_image): "
@@ -181,7 +190,7 @@ def main() -> None:
     if args.seen_colours:
         things = [(p, (seen_colour(t[0]), *t[1:])) for p, t in things]
     starts = tempfile.TemporaryDirectory()
-    print(f"{len(things)} {args.split} prompts x {args.seeds} seeds, e.g. {full_caption(things[0][1])!r}; "
+    print(f"{len(things)} {args.split} prompts x {args.seeds} seeds, e.g. {prompt_text(things[0][1], args.join)!r}; "
           f"torch threads {args.threads}; VQGAN {args.vqgan}, CLIP {args.clip}")
     print("| preset | steps | checker colour | shape | position | size | all | judge colour | shape | position "
           "| guide colour | shape | position | shape IoU | s/image |")
@@ -194,7 +203,7 @@ def main() -> None:
         tallies = {k: [] for k in ("checker", "judge", "guide")}
         seconds = []
         for p, scene_things in things:
-            text = full_caption(scene_things)
+            text = prompt_text(scene_things, args.join)
             if args.start == "scene":
                 settings["init_image"] = f"{starts.name}/{p}.png"
                 render(list(scene_things), START_BACKGROUND).save(settings["init_image"])

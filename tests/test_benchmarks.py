@@ -59,9 +59,10 @@ def test_quality_benchmark_reads_clean_one_and_two_shape_scenes_right_and_a_swap
             render(list(scene), (120, 120, 120)).save(good / f"shapes_{p:02d}_0.png")
             if things == 2:
                 a, b = scene
-                recoloured = [Thing(b.colour, a.shape, a.size, a.position), Thing(a.colour, b.shape, b.size, b.position)]
-                render(recoloured, (120, 120, 120)).save(swapped / f"shapes_{p:02d}_0.png")
-        args = ("benchmarks/quality.py", "--prompts", "4", "--seeds", "1", "--presets", "shapes", "--things", str(things))
+                swap = [Thing(b.colour, a.shape, a.size, a.position), Thing(a.colour, b.shape, b.size, b.position)]
+                render(swap, (120, 120, 120)).save(swapped / f"shapes_{p:02d}_0.png")
+        args = ("benchmarks/quality.py", "--prompts", "4", "--seeds", "1", "--presets", "shapes",
+                "--things", str(things))
         row = _row(run(*args, "--rescore", str(good)), "shapes")
         assert row[2:5] == ["100%", "100%", "100%"]  # checker colour, shape, position
         if things == 1:
@@ -78,6 +79,7 @@ def test_quality_benchmark_generates_a_two_shape_prompt_and_names_captions_diffe
     captions = quality.scene_variants(scene, 1, "shape")
     assert captions[0] == quality.full_caption(scene) and len(captions) == 5 and len(set(captions)) == 5
     assert all(c.split(" and ")[0] == quality.full_caption(scene[:1]) for c in captions)
+    assert quality.prompt_text(scene, " | ") == captions[0].replace(" and ", " | ")
     out = run("benchmarks/quality.py", "--prompts", "1", "--seeds", "1", "--presets", "shapes", "--things", "2",
-              "--steps", "2", "--set", "starts=1")
-    assert " and " in out.splitlines()[0] and float(_row(out, "shapes")[-1]) > 0  # seconds per image
+              "--steps", "2", "--set", "starts=1", "--join", " | ")
+    assert " | " in out.splitlines()[0] and float(_row(out, "shapes")[-1]) > 0  # seconds per image

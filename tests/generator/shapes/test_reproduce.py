@@ -16,11 +16,11 @@ def test_every_stage_is_a_fixed_step_seeded_run_that_reads_no_bundled_model(tmp_
             assert "vqgan" not in cmd[cmd.index("--negatives") + 1].split(",")
         assert cmd[cmd.index("--out") + 1] == str(tmp_path / stage.name)
     robust = command(reproduce.BY_NAME["robust"], tmp_path)
-    assert robust[robust.index("--init") + 1] == str(tmp_path / "clip" / "clip_shapes.safetensors")
+    assert robust[robust.index("--init") + 1] == str(tmp_path / "clip-tune" / "clip_shapes.safetensors")
 
 
 def test_a_stage_brings_the_stages_it_needs_and_unknown_names_are_refused():
-    assert [s.name for s in selected(["robust"])] == ["clip", "robust"]
+    assert [s.name for s in selected(["robust"])] == ["clip", "clip-tune", "robust"]
     assert [s.name for s in selected(["judge", "vqgan"])] == ["vqgan", "judge"]
     assert [s.name for s in selected(None)] == [s.name for s in STAGES]
     with pytest.raises(SystemExit, match="unknown stage.*'vqgn'"):
@@ -28,8 +28,8 @@ def test_a_stage_brings_the_stages_it_needs_and_unknown_names_are_refused():
 
 
 def _tiny_vqgan(name: str, steps: str) -> Stage:
-    return Stage(name, "generator.shapes.train_vqgan", ("--steps", steps, "--batch", "2", "--crop", "16", "--seed", "0"),
-                 "vqgan_shapes.safetensors", "vqgan_shapes.safetensors")
+    args = ("--steps", steps, "--batch", "2", "--crop", "16", "--seed", "0")
+    return Stage(name, "generator.shapes.train_vqgan", args, "vqgan_shapes.safetensors", "vqgan_shapes.safetensors")
 
 
 def test_a_finished_stage_is_marked_kept_on_a_rerun_and_measured_beside_the_bundled_model(tmp_path, capsys):
@@ -46,6 +46,8 @@ def test_a_finished_stage_is_marked_kept_on_a_rerun_and_measured_beside_the_bund
     assert rows[2].startswith("| vqgan, this recipe | ") and rows[3].startswith("| vqgan, bundled | ")
     bundled_psnr = float(rows[3].split("|")[2].split()[0])
     assert bundled_psnr > 30 > float(rows[2].split("|")[2].split()[0])  # two steps from scratch reconstruct nothing
+    intermediate = Stage("vqgan", stage.module, stage.args, stage.weights, None)  # no bundled counterpart
+    assert [r.split("|")[1].strip() for r in reproduce.measure([intermediate], tmp_path)[2:]] == ["vqgan, this recipe"]
 
 
 def test_a_failing_stage_stops_the_run_names_its_log_and_leaves_no_marker(tmp_path):
