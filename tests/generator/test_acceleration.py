@@ -11,6 +11,13 @@ def losses(gen):
     return [step.loss for step in gen]
 
 
+# Equivalent kernels (compiled or eager, channels-last or contiguous) sum in other orders, and the order
+# depends on the CPU: on an AMD EPYC the decoder's outputs differ by ~3e-6 and the losses by up to ~1e-4
+# relative within three steps (Adam turns tiny gradient differences into full-size steps). A real
+# difference in what is computed moves a loss by far more than 1e-3.
+SAME = 1e-3
+
+
 def test_auto_compiles_on_gpus_only_when_enough_steps_follow():
     cuda, cpu, pays = torch.device("cuda", 0), torch.device("cpu"), acceleration.COMPILE_PAYS_AFTER
     assert acceleration.resolve_compile("auto", cuda)  # a worker: job after job
@@ -68,7 +75,7 @@ def test_compiled_step_traces_and_matches_eager(models, monkeypatch, scope):
     gen = Generation(config.replace(compile="on"), device="cpu", models=models)
     with_compile = [(s.loss, s.losses) for s in gen]
     assert gen.compiled  # no fallback happened
-    assert [loss for loss, _ in with_compile] == pytest.approx([loss for loss, _ in eager], rel=1e-5)
+    assert [loss for loss, _ in with_compile] == pytest.approx([loss for loss, _ in eager], rel=SAME)
     assert [list(terms) for _, terms in with_compile] == [list(terms) for _, terms in eager]
     assert list(with_compile[0][1]) == ["research computing team logo", "init image", "smoothness"]
     # scope "step": one function (forward and backward); "parts": the decoder and the CLIP tower (the
@@ -88,7 +95,7 @@ def test_several_starts_compile_the_parts_then_the_step(models, monkeypatch):
     eager_gen = Generation(config.replace(compile="off"), device="cpu", models=models)
     eager = losses(eager_gen)
     gen = Generation(config.replace(compile="on"), device="cpu", models=models)
-    assert losses(gen) == pytest.approx(eager, rel=1e-5)
+    assert losses(gen) == pytest.approx(eager, rel=SAME)
     assert gen.compiled and gen.kept_start == eager_gen.kept_start
     assert counter.frame_count == 3  # decoder and CLIP tower for the starts, then the one-start step
 
@@ -168,7 +175,7 @@ def test_channels_last_decoder_gives_the_same_steps(monkeypatch):
     monkeypatch.setattr(acceleration, "channels_last", lambda device: True)
     gen = Generation(config, device="cpu", models=ModelCache("cpu"))  # its own models: this changes them
     assert gen.vqgan.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
-    assert losses(gen) == pytest.approx(plain, rel=1e-5)
+    assert losses(gen) == pytest.approx(plain, rel=SAME)
 
 
 def test_failed_compile_in_a_batch_gives_the_eager_steps(models, monkeypatch):
