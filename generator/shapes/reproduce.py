@@ -7,16 +7,17 @@ bundled ones on the same held-out scenes.
     python -m generator.shapes.reproduce --out runs/repro --measure-only   # the table, for stages already trained
 
 Each stage is one command of the trainers (`train_vqgan`, `train_clip`) with `--steps`, so the same
-torch build and thread count give the same weights wherever it runs (a test checks that for both
-trainers); its log is OUT/STAGE.log. No stage reads the bundled weights: the CLIPs' negatives leave out
+torch build and thread count give the same weights wherever it runs (a test checks it for the VQGAN
+trainer; two short runs of the CLIP trainer wrote the same bytes); its log is OUT/STAGE.log. No stage reads the bundled weights: the CLIPs' negatives leave out
 the images decoded from random VQGAN codes (`vqgan`), which would need a VQGAN first.
 
 This recipe is not the bundled models' history: those were trained over many rounds, with time budgets and
-loop negatives (benchmarks/RESULTS.md, "Quality (shapes)"). It is the shortest from-scratch route
-measured to reach the issue's bars: the checker reads the same colour, shape and position from the
-VQGAN's reconstructions of held-out scenes as from the scenes for >= 95% of them, and the CLIPs read
-held-out scenes' attributes >= 95% right. The table it prints sets each model beside its bundled
-counterpart; benchmarks/RESULTS.md, "Reproducing the shapes models", has the figures and times measured.
+loop negatives (benchmarks/RESULTS.md, "Quality (shapes)"). The table it prints sets each model beside its
+bundled counterpart on the trainers' own held-out tests; benchmarks/RESULTS.md, "Fourteenth round", has
+the figures and times measured: the VQGAN meets the issue's fidelity bar (the checker reads the same
+colour, shape and position from its reconstructions of held-out scenes as from the scenes, >= 95%), the
+judge reads every attribute, and the guide all of them, the shape of held-out colour/shape pairs 94.7%
+(bundled 97.3%).
 """
 from __future__ import annotations
 
@@ -54,10 +55,15 @@ STAGES = (
           ("--arch", "vqclip-shapes", "--steps", "4500", "--lr", "1e-3", "--n-neg", "12", "--recolour", "0.3",
            "--seed", "31", *CLIP_COMMON),
           "clip_shapes.safetensors", None, arch="vqclip-shapes"),
-    Stage("clip-tune", "generator.shapes.train_clip",  # the same at a lower rate: held-out shape 75% -> 95%
+    Stage("clip-tune", "generator.shapes.train_clip",  # on at a lower rate: held-out shape 74% -> 83%
           ("--arch", "vqclip-shapes", "--init", "{out}/clip/clip_shapes.safetensors", "--steps", "2000",
            "--lr", "3e-4", "--n-neg", "15", "--recolour", "0.3", "--seed", "34", *CLIP_COMMON),
-          "clip_shapes.safetensors", "clip_shapes.safetensors", arch="vqclip-shapes", needs=("clip",)),
+          "clip_shapes.safetensors", None, arch="vqclip-shapes", needs=("clip",)),
+    Stage("clip-more", "generator.shapes.train_clip",  # on with half the scenes recoloured: 83% -> 94.7%
+          ("--arch", "vqclip-shapes", "--init", "{out}/clip-tune/clip_shapes.safetensors", "--steps", "2500",
+           "--lr", "3e-4", "--n-neg", "15", "--recolour", "0.5", "--seed", "35", *CLIP_COMMON[:-2],
+           "--eval-every", "10"),
+          "clip_shapes.safetensors", "clip_shapes.safetensors", arch="vqclip-shapes", needs=("clip-tune",)),
     Stage("judge", "generator.shapes.train_clip",
           ("--arch", "vqclip-shapes-judge-rn", "--split", "all", "--steps", "1800", "--lr", "1e-3", "--n-neg", "12",
            "--seed", "33", *CLIP_COMMON),
