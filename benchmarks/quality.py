@@ -123,11 +123,8 @@ def prompt_text(things: tuple, join: str = " and ") -> str:
 
 def scene_variants(things: tuple, i: int, attribute: str) -> list[str]:
     """Full captions of `things` with thing i's `attribute` set to each of its values (the true one first)."""
-    own = variants(things[i], attribute)
-    if len(things) == 1:
-        return own
     others = [full_caption([t]) for t in things]
-    return [" and ".join(others[:i] + [caption] + others[i + 1:]) for caption in own]
+    return [" and ".join(others[:i] + [caption] + others[i + 1:]) for caption in variants(things[i], attribute)]
 
 
 @torch.no_grad()

@@ -8,8 +8,9 @@ bundled ones on the same held-out scenes.
 
 Each stage is one command of the trainers (`train_vqgan`, `train_clip`) with `--steps`, so the same
 torch build and thread count give the same weights wherever it runs (a test checks it for the VQGAN
-trainer; two short runs of the CLIP trainer wrote the same bytes); its log is OUT/STAGE.log. No stage reads the bundled weights: the CLIPs' negatives leave out
-the images decoded from random VQGAN codes (`vqgan`), which would need a VQGAN first.
+trainer; two short runs of the CLIP trainer wrote the same bytes); its log is OUT/STAGE.log. No stage
+reads the bundled weights: the CLIPs' negatives leave out the images decoded from random VQGAN codes
+(`vqgan`), which would need a VQGAN first.
 
 This recipe is not the bundled models' history: those were trained over many rounds, with time budgets and
 loop negatives (benchmarks/RESULTS.md, "Quality (shapes)"). The table it prints sets each model beside its
@@ -32,7 +33,7 @@ from pathlib import Path
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained" / "shapes"
 NEGATIVES = "shuffle,confetti,blobs"  # no `vqgan` negatives: no stage depends on a bundled model
 CLIP_COMMON = ("--batch", "64", "--text-negatives", "3", "--hard-weight", "1", "--scenes", "30000",
-               "--negatives", NEGATIVES, "--eval-every", "15")
+               "--negatives", NEGATIVES)
 
 
 @dataclass(frozen=True)
@@ -53,25 +54,25 @@ STAGES = (
           "vqgan_shapes.safetensors", "vqgan_shapes.safetensors"),
     Stage("clip", "generator.shapes.train_clip",
           ("--arch", "vqclip-shapes", "--steps", "4500", "--lr", "1e-3", "--n-neg", "12", "--recolour", "0.3",
-           "--seed", "31", *CLIP_COMMON),
+           "--seed", "31", *CLIP_COMMON, "--eval-every", "15"),
           "clip_shapes.safetensors", None, arch="vqclip-shapes"),
     Stage("clip-tune", "generator.shapes.train_clip",  # on at a lower rate: held-out shape 74% -> 83%
           ("--arch", "vqclip-shapes", "--init", "{out}/clip/clip_shapes.safetensors", "--steps", "2000",
-           "--lr", "3e-4", "--n-neg", "15", "--recolour", "0.3", "--seed", "34", *CLIP_COMMON),
+           "--lr", "3e-4", "--n-neg", "15", "--recolour", "0.3", "--seed", "34", *CLIP_COMMON, "--eval-every", "15"),
           "clip_shapes.safetensors", None, arch="vqclip-shapes", needs=("clip",)),
     Stage("clip-more", "generator.shapes.train_clip",  # on with half the scenes recoloured: 83% -> 94.7%
           ("--arch", "vqclip-shapes", "--init", "{out}/clip-tune/clip_shapes.safetensors", "--steps", "2500",
-           "--lr", "3e-4", "--n-neg", "15", "--recolour", "0.5", "--seed", "35", *CLIP_COMMON[:-2],
+           "--lr", "3e-4", "--n-neg", "15", "--recolour", "0.5", "--seed", "35", *CLIP_COMMON,
            "--eval-every", "10"),
           "clip_shapes.safetensors", "clip_shapes.safetensors", arch="vqclip-shapes", needs=("clip-tune",)),
     Stage("judge", "generator.shapes.train_clip",
           ("--arch", "vqclip-shapes-judge-rn", "--split", "all", "--steps", "1800", "--lr", "1e-3", "--n-neg", "12",
-           "--seed", "33", *CLIP_COMMON),
+           "--seed", "33", *CLIP_COMMON, "--eval-every", "15"),
           "clip_shapes_judge_rn.safetensors", "clip_shapes_judge.safetensors", arch="vqclip-shapes-judge-rn"),
     Stage("robust", "generator.shapes.train_clip",
           ("--arch", "vqclip-shapes", "--init", "{out}/clip-tune/clip_shapes.safetensors", "--steps", "400",
            "--lr", "3e-4", "--n-neg", "15", "--recolour", "0.3", "--adv-eps", "0.75", "--adv-steps", "3",
-           "--adv-clean", "--seed", "32", *CLIP_COMMON),
+           "--adv-clean", "--seed", "32", *CLIP_COMMON, "--eval-every", "15"),
           "clip_shapes.safetensors", "clip_shapes_robust.safetensors", arch="vqclip-shapes", needs=("clip-tune",)),
 )
 BY_NAME = {s.name: s for s in STAGES}
@@ -80,6 +81,11 @@ BY_NAME = {s.name: s for s in STAGES}
 def command(stage: Stage, out: Path) -> list[str]:
     args = [a.replace("{out}", str(out)) for a in stage.args]
     return [sys.executable, "-m", stage.module, *args, "--out", str(out / stage.name)]
+
+
+def command_line(stage: Stage, out: Path) -> str:
+    """The stage's command as printed and as recorded in OUT/STAGE.done (without the interpreter)."""
+    return " ".join(command(stage, out)[1:])
 
 
 def selected(only: list[str] | None) -> list[Stage]:
@@ -101,7 +107,7 @@ def selected(only: list[str] | None) -> list[Stage]:
 def finished(stage: Stage, out: Path) -> bool:
     """Whether OUT holds this stage's weights from the same command run to its end (OUT/STAGE.done)."""
     marker = out / f"{stage.name}.done"
-    return marker.exists() and marker.read_text() == " ".join(command(stage, out)[1:]) + "\n"
+    return marker.exists() and marker.read_text() == command_line(stage, out) + "\n"
 
 
 def run(stages: list[Stage], out: Path, jobs: int) -> None:
@@ -117,7 +123,7 @@ def run(stages: list[Stage], out: Path, jobs: int) -> None:
             if len(running) >= jobs:
                 break
             log = open(out / f"{stage.name}.log", "w")
-            print(f"[{time.strftime('%H:%M:%S')}] {stage.name}: {' '.join(command(stage, out)[1:])}", flush=True)
+            print(f"[{time.strftime('%H:%M:%S')}] {stage.name}: {command_line(stage, out)}", flush=True)
             running[stage.name] = (stage, subprocess.Popen(command(stage, out), stdout=log, stderr=subprocess.STDOUT,
                                                            env={**os.environ, "OMP_NUM_THREADS": "1"}), log)
             pending.remove(stage)
@@ -131,7 +137,7 @@ def run(stages: list[Stage], out: Path, jobs: int) -> None:
                 for _, other, _ in running.values():
                     other.terminate()
                 raise SystemExit(f"stage {name} failed (exit {proc.returncode}); see {out / (name + '.log')}")
-            (out / f"{name}.done").write_text(" ".join(command(stage, out)[1:]) + "\n")
+            (out / f"{name}.done").write_text(command_line(stage, out) + "\n")
             print(f"[{time.strftime('%H:%M:%S')}] {name}: done", flush=True)
             done.add(name)
 
@@ -181,7 +187,7 @@ def main() -> None:
     stages = selected(args.only.split(",") if args.only else None)
     if args.dry_run:
         for stage in stages:
-            print(f"{stage.name}: OMP_NUM_THREADS=1 {' '.join(command(stage, args.out)[1:])}")
+            print(f"{stage.name}: OMP_NUM_THREADS=1 {command_line(stage, args.out)}")
         return
     if not args.measure_only:
         run(stages, args.out, args.jobs)

@@ -1,6 +1,4 @@
 """The from-scratch recipe for the shapes models (generator/shapes/reproduce.py)."""
-from pathlib import Path
-
 import pytest
 
 from generator.shapes import reproduce
@@ -55,4 +53,4 @@ def test_a_failing_stage_stops_the_run_names_its_log_and_leaves_no_marker(tmp_pa
     with pytest.raises(SystemExit, match=r"stage a failed .*a\.log"):
         run([good, bad], tmp_path, jobs=1)
     assert "steps must be at least 1" in (tmp_path / "a.log").read_text()
-    assert not finished(good, tmp_path) and not Path(tmp_path / "b.log").exists()
+    assert not finished(good, tmp_path) and not (tmp_path / "b.log").exists()
