@@ -5,17 +5,20 @@ scene checker (generator/shapes/checker.py) and by a second CLIP that did not gu
     .venv/bin/python benchmarks/quality.py --prompts 50 --seeds 1 --presets shapes --rescore runs/q   # re-judge a --save run
     .venv/bin/python benchmarks/quality.py --prompts 50 --seeds 1 --presets shapes --shapes star,cross --start scene
     .venv/bin/python benchmarks/quality.py --prompts 50 --seeds 1 --presets shapes --shapes star,cross --seen-colours
+    .venv/bin/python benchmarks/quality.py --prompts-file my_prompts.txt --seeds 2 --presets shapes   # your own prompts
 
 Prompts are one-shape held-out scenes ("a large red star at the top": colour/shape pairs the models never
-saw in training); `--split train` asks for pairs they saw, and `--things 2` for two-shape scenes ("a small
+saw in training); `--split train` asks for pairs they saw, `--things 2` for two-shape scenes ("a small
 green star on the left and a large red square on the right"; `--join " | "` makes each thing its own
-prompt), where an attribute counts right only when it is right for both things (the checker matches each
-thing to the object nearest its place; the CLIPs pick among captions that change that attribute of one
-thing). Per preset it prints, as a markdown table row: checker accuracy per attribute, the judge CLIP's
-top-1 per attribute among captions differing only in that attribute, the guiding CLIP's own top-1 the
-same way (its gap to the checker is how far the image fools its guide), the mean overlap of each image's
-largest object with the asked shape's template (`checker.shape_overlap`, graded where the checker's shape
-is yes or no: 0.75 is where yes starts; one-shape prompts only), and seconds per image.
+prompt), and `--prompts-file` reads your own, one full caption a line. For two things an attribute counts
+right only when it is right for both (the checker matches each thing to the object nearest its place; the
+CLIPs pick among captions that change that attribute of one thing).
+
+Per preset it prints, as a markdown table row: checker accuracy per attribute, the judge CLIP's top-1 per
+attribute among captions differing only in that attribute, the guiding CLIP's own top-1 the same way (its
+gap to the checker is how far the image fools its guide), the mean overlap of each image's largest object
+with the asked shape's template (`checker.shape_overlap`, graded where the checker's shape is yes or no:
+0.75 is where yes starts; one-shape prompts only), and seconds per image.
 """
 from __future__ import annotations
 
@@ -41,7 +44,7 @@ from generator.engine import Generation  # noqa: E402
 from generator.models import ModelCache  # noqa: E402
 from generator.shapes.checker import check, check_scene, shape_overlap  # noqa: E402
 from generator.shapes.train_clip import variants  # noqa: E402
-from generator.shapes.world import COLOURS, HELD_OUT, World, full_caption, render  # noqa: E402
+from generator.shapes.world import COLOURS, HELD_OUT, World, full_caption, parse_caption, render  # noqa: E402
 from generator.weight_records import SHAPES_RECOMMENDED  # noqa: E402
 
 ATTRIBUTES = ("colour", "shape", "position", "size")
@@ -88,6 +91,20 @@ def prompts(n: int, split: str = "heldout", things: int = 1) -> list[tuple]:
         if scene_things not in seen:
             seen.add(scene_things)
             out.append(scene_things)
+    return out
+
+
+def read_prompts(path: Path) -> list[tuple]:
+    """The things of each full caption in a file; exits naming the file, line and part it cannot read."""
+    out = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            try:
+                out.append(parse_caption(line))
+            except ValueError as error:
+                raise SystemExit(f"{path}:{number}: {error}") from None
+    if not out:
+        raise SystemExit(f"{path}: no prompts (one full caption a line, e.g. 'a large red circle on the left')")
     return out
 
 
@@ -160,6 +177,9 @@ def main() -> None:
                         help="override a setting of every preset, e.g. --set init_weight=4 (repeatable)")
     parser.add_argument("--split", default="heldout", choices=("heldout", "train"),
                         help="prompts from held-out colour/shape pairs, or from pairs seen in training")
+    parser.add_argument("--prompts-file", type=Path,
+                        help="your own prompts instead, one full caption a line ('a large red circle on the left', "
+                             "two things joined by ' and '); blank lines and '# ...' are skipped")
     parser.add_argument("--things", type=int, default=1, choices=(1, 2), help="shapes in each prompt's scene")
     parser.add_argument("--join", default=" and ",
                         help="what joins a two-shape prompt's things: ' and ' (as captioned), or ' | ' (each its own "
@@ -177,18 +197,21 @@ def main() -> None:
                         help="judge the images a --save run wrote here instead of generating (s/image: 0)")
     parser.add_argument("--vqgan", default=BASE["vqgan"], help="a candidate VQGAN checkpoint (YAML beside it)")
     parser.add_argument("--clip", default=BASE["clip"], help="a candidate guiding CLIP, as ARCH=FILE")
+    parser.add_argument("--judge", default="shapes-judge",
+                        help="the CLIP that scores and never guides: a name or ARCH=FILE (e.g. a retrained judge)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     models = ModelCache("cpu")
-    judge = models.clips("shapes-judge")[0][0]
-    things = list(enumerate(prompts(args.prompts, args.split, args.things)))
+    judge = models.clips(args.judge)[0][0]
+    things = list(enumerate(read_prompts(args.prompts_file) if args.prompts_file
+                            else prompts(args.prompts, args.split, args.things)))
     if args.shapes:
         things = [(p, t) for p, t in things if t[0].shape in args.shapes.split(",")]
     if args.seen_colours:
         things = [(p, (seen_colour(t[0]), *t[1:])) for p, t in things]
     starts = tempfile.TemporaryDirectory()
-    print(f"{len(things)} {args.split} prompts x {args.seeds} seeds, e.g. {prompt_text(things[0][1], args.join)!r}; "
-          f"torch threads {args.threads}; VQGAN {args.vqgan}, CLIP {args.clip}")
+    print(f"{len(things)} {args.prompts_file or args.split} prompts x {args.seeds} seeds, e.g. {prompt_text(things[0][1], args.join)!r}; "
+          f"torch threads {args.threads}; VQGAN {args.vqgan}, CLIP {args.clip}, judge {args.judge}")
     print("| preset | steps | checker colour | shape | position | size | all | judge colour | shape | position "
           "| guide colour | shape | position | shape IoU | s/image |")
     print("|---" * 15 + "|")

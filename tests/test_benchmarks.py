@@ -83,3 +83,28 @@ def test_quality_benchmark_generates_a_two_shape_prompt_and_names_captions_diffe
     out = run("benchmarks/quality.py", "--prompts", "1", "--seeds", "1", "--presets", "shapes", "--things", "2",
               "--steps", "2", "--set", "starts=1", "--join", " | ")
     assert " | " in out.splitlines()[0] and float(_row(out, "shapes")[-1]) > 0  # seconds per image
+
+
+def test_quality_benchmark_judges_your_own_prompts_file_and_names_a_line_it_cannot_read(tmp_path):
+    """--prompts-file: the clean scenes of a user's captions score 100% (checker and the named judge); a
+    caption outside the scene grammar stops the run before any model loads, naming file, line and word."""
+    from generator.shapes.world import parse_caption, render
+
+    captions = ["a large red circle on the left", "# a comment", "", "a small white star at the top",
+                "a large purple cross at the bottom and a small green square at the top"]
+    (tmp_path / "mine.txt").write_text("\n".join(captions) + "\n")
+    good = tmp_path / "good"
+    good.mkdir()
+    for p, caption in enumerate(c for c in captions if c and not c.startswith("#")):
+        render(list(parse_caption(caption)), (120, 120, 120)).save(good / f"shapes_{p:02d}_0.png")
+    judge = "vqclip-shapes-judge-rn=generator/pretrained/shapes/clip_shapes_judge.safetensors"
+    out = run("benchmarks/quality.py", "--prompts-file", str(tmp_path / "mine.txt"), "--seeds", "1",
+              "--presets", "shapes", "--judge", judge, "--rescore", str(good))
+    assert out.startswith(f"3 {tmp_path / 'mine.txt'} prompts") and judge in out.splitlines()[0]
+    row = _row(out, "shapes")
+    assert row[2:5] == ["100%", "100%", "100%"] and row[7:10] == ["100%", "100%", "100%"]  # checker, judge
+
+    (tmp_path / "bad.txt").write_text("a large red circle on the left\na large pink circle on the left\n")
+    done = subprocess.run([sys.executable, "benchmarks/quality.py", "--prompts-file", str(tmp_path / "bad.txt")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1 and f"{tmp_path / 'bad.txt'}:2: " in done.stderr and "'pink'" in done.stderr

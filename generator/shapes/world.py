@@ -72,6 +72,32 @@ def full_caption(things) -> str:
     return " and ".join(parts)
 
 
+def parse_caption(text: str) -> tuple[Thing, ...]:
+    """The things of a full caption ("a large red circle on the left and a small blue star at the top"),
+    the inverse of `full_caption`, so that the checker can judge a user's own prompt. Raises ValueError
+    naming the part it cannot read: every thing needs a size, a colour, a shape and a position."""
+    things = []
+    for part in text.strip().lower().split(" and "):
+        words = part.split()
+        if words[:1] in (["a"], ["an"]):
+            words = words[1:]
+        if len(words) < 3:
+            raise ValueError(f"{part!r}: expected '[a] SIZE COLOUR SHAPE POSITION', e.g. 'a large red circle on the left'")
+        size, colour, shape, rest = words[0], words[1], words[2], " ".join(words[3:])
+        for value, allowed, what in ((size, SIZES, "size"), (colour, COLOURS, "colour"), (shape, SHAPES, "shape")):
+            if value not in allowed:
+                raise ValueError(f"{part!r}: {value!r} is not a {what} of the shapes world ({', '.join(allowed)})")
+        position = {phrase: name for name, phrase in POSITION_PHRASES.items()}.get(rest.replace("center", "centre"))
+        if position is None:
+            where = f"{rest!r} is not a position" if rest else "no position"
+            raise ValueError(f"{part!r}: {where} ({', '.join(POSITION_PHRASES.values())})")
+        things.append(Thing(colour, shape, size, position))
+    if len(things) > 2 or (len(things) == 2 and {t.position for t in things} not in [set(p) for p in PAIRS]):
+        raise ValueError(f"{text.strip()!r}: the shapes world draws one thing, or two on the left and right or "
+                         f"at the top and bottom")
+    return tuple(things)
+
+
 def wording(rng: random.Random) -> tuple[bool, bool]:
     """Whether a caption names size and position: the first draws `caption_for` makes from its rng."""
     return rng.random() < 0.5, rng.random() < 0.75

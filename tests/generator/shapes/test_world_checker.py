@@ -2,7 +2,9 @@
 import numpy as np
 
 from generator.shapes.checker import MIN_IOU, check_scene, read_scene, shape_overlap
-from generator.shapes.world import HELD_OUT, PALETTE, Thing, World, render
+import pytest
+
+from generator.shapes.world import HELD_OUT, PALETTE, Thing, World, full_caption, parse_caption, render
 
 
 def test_same_index_same_scene():
@@ -102,3 +104,27 @@ def test_shape_overlap_grades_a_star_above_a_blob_and_below_itself():
     draw.ellipse([30, 24, 38, 50], fill=PALETTE["blue"])
     assert shape_overlap(blob, "star") < MIN_IOU < shape_overlap(star, "star")
     assert shape_overlap(Image.new("RGB", (64, 64), (120, 120, 120)), "star") == 0.0
+
+
+def test_parse_caption_reads_back_every_full_caption_the_world_writes():
+    for split, two in (("heldout", 0.0), ("train", 1.0)):
+        world = World(split, seed=5, two_shape_fraction=two)
+        for i in range(60):
+            things = world.scene(i).things
+            assert parse_caption(full_caption(things)) == things
+    assert parse_caption("  A Small Blue Star in the center ") == (Thing("blue", "star", "small", "centre"),)
+
+
+@pytest.mark.parametrize("caption, named", [
+    ("a red circle", "'a red circle': expected"),
+    ("a huge red circle on the left", "'huge' is not a size"),
+    ("a large pink circle on the left", "'pink' is not a colour"),
+    ("a large red oval on the left", "'oval' is not a shape"),
+    ("a large red circle", "no position"),
+    ("a large red circle in the corner", "'in the corner' is not a position"),
+    ("a large red circle on the left and a small blue star on the left", "two on the left and right"),
+    ("a large red circle in the centre and a small blue star on the left", "two on the left and right"),
+])
+def test_parse_caption_names_what_it_cannot_read(caption, named):
+    with pytest.raises(ValueError, match=named.replace("(", r"\(")):
+        parse_caption(caption)
