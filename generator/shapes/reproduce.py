@@ -34,6 +34,9 @@ PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained" / "shapes"
 NEGATIVES = "shuffle,confetti,blobs"  # no `vqgan` negatives: no stage depends on a bundled model
 CLIP_COMMON = ("--batch", "64", "--text-negatives", "3", "--hard-weight", "1", "--scenes", "30000",
                "--negatives", NEGATIVES)
+GUIDE = "clip_shapes.safetensors"
+PAIRS = ("--loop-negatives", "{out}/loops-1/loop_negatives.pt", "{out}/loops-2/loop_negatives.pt",
+         "--pair-weight", "1", "--n-pair", "8")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class Stage:
     bundled: str | None  # the bundled counterpart, measured beside it (None: an intermediate stage)
     arch: str | None = None  # a CLIP's open_clip architecture; None for the VQGAN
     needs: tuple[str, ...] = field(default=())
+    model: bool = True  # False: the stage writes training data (OUT/name/weights), not a model to measure
 
 
 STAGES = (
@@ -64,7 +68,7 @@ STAGES = (
           ("--arch", "vqclip-shapes", "--init", "{out}/clip-tune/clip_shapes.safetensors", "--steps", "2500",
            "--lr", "3e-4", "--n-neg", "15", "--recolour", "0.5", "--seed", "35", *CLIP_COMMON,
            "--eval-every", "10"),
-          "clip_shapes.safetensors", "clip_shapes.safetensors", arch="vqclip-shapes", needs=("clip-tune",)),
+          "clip_shapes.safetensors", None, arch="vqclip-shapes", needs=("clip-tune",)),
     Stage("judge", "generator.shapes.train_clip",
           ("--arch", "vqclip-shapes-judge-rn", "--split", "all", "--steps", "1800", "--lr", "1e-3", "--n-neg", "12",
            "--seed", "33", *CLIP_COMMON, "--eval-every", "15"),
@@ -73,14 +77,32 @@ STAGES = (
           ("--arch", "vqclip-shapes", "--init", "{out}/clip-tune/clip_shapes.safetensors", "--steps", "400",
            "--lr", "3e-4", "--n-neg", "15", "--recolour", "0.3", "--adv-eps", "0.75", "--adv-steps", "3",
            "--adv-clean", "--seed", "32", *CLIP_COMMON, "--eval-every", "15"),
-          "clip_shapes.safetensors", "clip_shapes_robust.safetensors", arch="vqclip-shapes", needs=("clip-tune",)),
+          "clip_shapes.safetensors", None, arch="vqclip-shapes", needs=("clip-tune",)),
+    # the loop's own failures: the recipe's VQGAN and both guides draw 2 x 128 training prompts; each image
+    # the checker reads wrong is kept with its prompt's thing drawn cleanly (a pair), as round 8 did
+    *(Stage(f"loops-{i}", "generator.shapes.loop_negatives",
+            ("--clip", f"vqclip-shapes={{out}}/clip-more/{GUIDE},vqclip-shapes={{out}}/robust/{GUIDE}",
+             "--vqgan", "{out}/vqgan/vqgan_shapes.safetensors", "--n", "128", "--seed", str(seed)),
+            "loop_negatives.pt", None, needs=("vqgan", "clip-more", "robust"), model=False)
+      for i, seed in ((1, 500), (2, 600))),
+    # each prompt must rank its clean thing above the loop's drawing of it (--pair-weight)
+    Stage("clip-pairs", "generator.shapes.train_clip",
+          ("--arch", "vqclip-shapes", "--init", f"{{out}}/clip-more/{GUIDE}", "--steps", "800", "--lr", "3e-4",
+           "--n-neg", "15", "--recolour", "0.5", "--seed", "36", *CLIP_COMMON, *PAIRS, "--eval-every", "12"),
+          GUIDE, GUIDE, arch="vqclip-shapes", needs=("clip-more", "loops-1", "loops-2")),
+    Stage("robust-pairs", "generator.shapes.train_clip",
+          ("--arch", "vqclip-shapes", "--init", f"{{out}}/robust/{GUIDE}", "--steps", "420", "--lr", "3e-4",
+           "--n-neg", "15", "--recolour", "0.3", "--adv-eps", "0.75", "--adv-steps", "3", "--adv-clean",
+           "--seed", "37", *CLIP_COMMON, *PAIRS, "--eval-every", "12"),
+          GUIDE, "clip_shapes_robust.safetensors", arch="vqclip-shapes", needs=("robust", "loops-1", "loops-2")),
 )
 BY_NAME = {s.name: s for s in STAGES}
 
 
 def command(stage: Stage, out: Path) -> list[str]:
     args = [a.replace("{out}", str(out)) for a in stage.args]
-    return [sys.executable, "-m", stage.module, *args, "--out", str(out / stage.name)]
+    target = out / stage.name if stage.model else out / stage.name / stage.weights
+    return [sys.executable, "-m", stage.module, *args, "--out", str(target)]
 
 
 def command_line(stage: Stage, out: Path) -> str:
@@ -154,7 +176,7 @@ def measure(stages: list[Stage], out: Path) -> list[str]:
 
     torch.set_num_threads(1)
     rows = ["| model | PSNR | colour | shape | position | size | retrieval |", "|---|---|---|---|---|---|---|"]
-    for stage in stages:
+    for stage in [s for s in stages if s.model]:
         trained = out / stage.name / stage.weights
         pairs = [(f"{stage.name}, this recipe", trained)]
         if stage.bundled:

@@ -408,12 +408,12 @@ def variants(thing, attribute: str) -> list[str]:
 
 
 @torch.no_grad()
-def evaluate(clip, n: int = 300) -> dict:
+def evaluate(clip, n: int = 300, seed: int = 0) -> dict:
     """Held-out caption retrieval top-1 (among the unique captions of n held-out scenes), per-attribute
     top-1 among captions differing in that attribute only (one-shape scenes), and how often a caption
     prefers its scene to the same scene tile-shuffled."""
     clip.model.eval()
-    images, scenes = World("heldout", seed=0, two_shape_fraction=0.0).batch(0, n)
+    images, scenes = World("heldout", seed=seed, two_shape_fraction=0.0).batch(0, n)
     x = to_tensor(images)
     img = F.normalize(clip.encode_image(x), dim=-1)
     captions = sorted({s.full_caption for s in scenes})

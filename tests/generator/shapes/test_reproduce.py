@@ -8,17 +8,41 @@ from generator.shapes.reproduce import STAGES, Stage, command, finished, run, se
 def test_every_stage_is_a_fixed_step_seeded_run_that_reads_no_bundled_model(tmp_path):
     for stage in STAGES:
         cmd = command(stage, tmp_path)
-        assert "--steps" in cmd and "--seed" in cmd and "--minutes" not in cmd
-        assert not any("pretrained" in part for part in cmd) and "--vqgan" not in cmd
+        assert ("--steps" in cmd if stage.model else "--n" in cmd) and "--seed" in cmd and "--minutes" not in cmd
+        assert not any("pretrained" in part for part in cmd)
+        if "--vqgan" in cmd:  # the loops draw with the recipe's own VQGAN
+            assert cmd[cmd.index("--vqgan") + 1] == str(tmp_path / "vqgan" / "vqgan_shapes.safetensors")
         if "--negatives" in cmd:
             assert "vqgan" not in cmd[cmd.index("--negatives") + 1].split(",")
-        assert cmd[cmd.index("--out") + 1] == str(tmp_path / stage.name)
+        target = tmp_path / stage.name if stage.model else tmp_path / stage.name / stage.weights
+        assert cmd[cmd.index("--out") + 1] == str(target)
     robust = command(reproduce.BY_NAME["robust"], tmp_path)
     assert robust[robust.index("--init") + 1] == str(tmp_path / "clip-tune" / "clip_shapes.safetensors")
 
 
+def test_the_guides_learn_from_the_loops_of_the_recipes_own_models_and_only_models_are_measured(tmp_path):
+    loops = [s for s in STAGES if not s.model]
+    assert [s.module for s in loops] == ["generator.shapes.loop_negatives"] * 2
+    files = [str(tmp_path / s.name / s.weights) for s in loops]
+    for stage in loops:
+        guides = command(stage, tmp_path)[command(stage, tmp_path).index("--clip") + 1]
+        assert guides == ",".join(f"vqclip-shapes={tmp_path / n / 'clip_shapes.safetensors'}"
+                                  for n in ("clip-more", "robust"))
+    assert len({command(s, tmp_path)[command(s, tmp_path).index("--seed") + 1] for s in loops}) == 2
+    for name in ("clip-pairs", "robust-pairs"):
+        cmd = command(reproduce.BY_NAME[name], tmp_path)
+        at = cmd.index("--loop-negatives")
+        assert cmd[at + 1:at + 3] == files and float(cmd[cmd.index("--pair-weight") + 1]) > 0
+        assert {s.name for s in loops} <= set(reproduce.BY_NAME[name].needs)
+    # the shipped guides are measured beside the last stages, not beside the ones they start from
+    assert {s.name: s.bundled for s in STAGES if s.bundled and s.arch == "vqclip-shapes"} == {
+        "clip-pairs": "clip_shapes.safetensors", "robust-pairs": "clip_shapes_robust.safetensors"}
+    assert reproduce.measure(loops, tmp_path)[2:] == []
+
+
 def test_a_stage_brings_the_stages_it_needs_and_unknown_names_are_refused():
     assert [s.name for s in selected(["robust"])] == ["clip", "clip-tune", "robust"]
+    assert [s.name for s in selected(["loops-1"])] == ["vqgan", "clip", "clip-tune", "clip-more", "robust", "loops-1"]
     assert [s.name for s in selected(["judge", "vqgan"])] == ["vqgan", "judge"]
     assert [s.name for s in selected(None)] == [s.name for s in STAGES]
     with pytest.raises(SystemExit, match="unknown stage.*'vqgn'"):
