@@ -32,9 +32,11 @@ from pathlib import Path
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained" / "shapes"
 NEGATIVES = "shuffle,confetti,blobs"  # no `vqgan` negatives: no stage depends on a bundled model
-CLIP_COMMON = ("--batch", "64", "--text-negatives", "3", "--hard-weight", "1", "--scenes", "30000",
-               "--negatives", NEGATIVES)
+BATCHES = ("--batch", "64", "--text-negatives", "3", "--hard-weight", "1", "--scenes", "30000")
+CLIP_COMMON = (*BATCHES, "--negatives", NEGATIVES)
 GUIDE = "clip_shapes.safetensors"
+# the last stages also see images decoded from random codes of the recipe's own VQGAN (what the loop starts from)
+DECODED = (*BATCHES, "--negatives", f"{NEGATIVES},vqgan", "--vqgan", "{out}/vqgan/vqgan_shapes.safetensors")
 PAIRS = ("--loop-negatives", "{out}/loops-1/loop_negatives.pt", "{out}/loops-2/loop_negatives.pt",
          "--pair-weight", "1", "--n-pair", "8")
 
@@ -88,13 +90,13 @@ STAGES = (
     # each prompt must rank its clean thing above the loop's drawing of it (--pair-weight)
     Stage("clip-pairs", "generator.shapes.train_clip",
           ("--arch", "vqclip-shapes", "--init", f"{{out}}/clip-more/{GUIDE}", "--steps", "800", "--lr", "3e-4",
-           "--n-neg", "15", "--recolour", "0.5", "--seed", "36", *CLIP_COMMON, *PAIRS, "--eval-every", "12"),
-          GUIDE, GUIDE, arch="vqclip-shapes", needs=("clip-more", "loops-1", "loops-2")),
+           "--n-neg", "15", "--recolour", "0.5", "--seed", "36", *DECODED, *PAIRS, "--eval-every", "12"),
+          GUIDE, GUIDE, arch="vqclip-shapes", needs=("vqgan", "clip-more", "loops-1", "loops-2")),
     Stage("robust-pairs", "generator.shapes.train_clip",
           ("--arch", "vqclip-shapes", "--init", f"{{out}}/robust/{GUIDE}", "--steps", "420", "--lr", "3e-4",
            "--n-neg", "15", "--recolour", "0.3", "--adv-eps", "0.75", "--adv-steps", "3", "--adv-clean",
-           "--seed", "37", *CLIP_COMMON, *PAIRS, "--eval-every", "12"),
-          GUIDE, "clip_shapes_robust.safetensors", arch="vqclip-shapes", needs=("robust", "loops-1", "loops-2")),
+           "--seed", "37", *DECODED, *PAIRS, "--eval-every", "12"),
+          GUIDE, "clip_shapes_robust.safetensors", arch="vqclip-shapes", needs=("vqgan", "robust", "loops-1", "loops-2")),
 )
 BY_NAME = {s.name: s for s in STAGES}
 

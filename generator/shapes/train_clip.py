@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import math
 import random
 import time
@@ -306,9 +307,16 @@ def add_blobs(cache: dict, seed: int, pool: int = 2048) -> None:
     cache["blobs"] = torch.from_numpy(blobs(pool, random.Random(seed + 1), backgrounds))
 
 
+def vqgan_tag(vqgan: str) -> str:
+    """Which VQGAN decoded a cache's `vqgan` pool: the first 12 hex digits of a checkpoint file's sha256, or
+    the registry name, so that a pool decoded by one VQGAN is never read for another."""
+    path = Path(vqgan)
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else vqgan.replace("/", "_")
+
+
 def load_cache(directory: Path, n: int, seed: int, tokenizer, vqgan: str | None, split: str = "train",
                recolour: float = 0.0) -> dict:
-    path = directory / (f"shapes_{split}_v2_seed{seed}_{n}{'_vqgan' if vqgan else ''}"
+    path = directory / (f"shapes_{split}_v2_seed{seed}_{n}{f'_vqgan-{vqgan_tag(vqgan)}' if vqgan else ''}"
                         f"{f'_recolour{recolour:g}' if recolour else ''}.pt")
     if path.is_file():
         cache = torch.load(path)

@@ -282,3 +282,23 @@ def test_near_miss_twins_keep_colour_and_place_and_change_only_the_outline():
         assert found.shape in caption and found.colour in caption  # the scene is still the caption's thing
     with pytest.raises(ValueError, match="not for a triangle"):
         twin(Thing("blue", "triangle", "large", "left"), (120, 110, 100), rng)
+
+
+def test_a_cache_of_images_decoded_by_one_vqgan_is_never_read_for_another(tmp_path):
+    """The `vqgan` negatives pool is named by the checkpoint's sha256: the recipe's VQGAN does not reuse a
+    pool the bundled one decoded (the cache name once said only `_vqgan`)."""
+    import torch
+
+    from generator.shapes.train_clip import load_cache, vqgan_tag
+
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    a.write_bytes(b"one checkpoint"), b.write_bytes(b"another checkpoint")
+    assert vqgan_tag(str(a)) != vqgan_tag(str(b)) and vqgan_tag("shapes") == "shapes"
+    assert vqgan_tag(str(a)) == vqgan_tag(str(tmp_path / "." / "a.safetensors"))  # the bytes, not the path
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    torch.save({"decoded by": "a"}, cache_dir / f"shapes_train_v2_seed0_8_vqgan-{vqgan_tag(str(a))}_recolour0.5.pt")
+    assert load_cache(cache_dir, 8, 0, None, str(a), recolour=0.5) == {"decoded by": "a"}
+    with pytest.raises(Exception) as raised:  # b has no pool yet: it is decoded (and b is no checkpoint)
+        load_cache(cache_dir, 8, 0, build_clip("vqclip-shapes-judge", None, seed=3).tokenizer, str(b), recolour=0.5)
+    assert "b.safetensors" in str(raised.value)
