@@ -210,8 +210,9 @@ def main() -> None:
     if args.seen_colours:
         things = [(p, (seen_colour(t[0]), *t[1:])) for p, t in things]
     starts = tempfile.TemporaryDirectory()
-    print(f"{len(things)} {args.prompts_file or args.split} prompts x {args.seeds} seeds, e.g. {prompt_text(things[0][1], args.join)!r}; "
-          f"torch threads {args.threads}; VQGAN {args.vqgan}, CLIP {args.clip}, judge {args.judge}")
+    print(f"{len(things)} {args.prompts_file or args.split} prompts x {args.seeds} seeds, "
+          f"e.g. {prompt_text(things[0][1], args.join)!r}; torch threads {args.threads}; VQGAN {args.vqgan}, "
+          f"CLIP {args.clip}, judge {args.judge}")
     print("| preset | steps | checker colour | shape | position | size | all | judge colour | shape | position "
           "| guide colour | shape | position | shape IoU | s/image |")
     print("|---" * 15 + "|")

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained" / "shapes"
-NEGATIVES = "shuffle,confetti,blobs"  # no `vqgan` negatives: no stage depends on a bundled model
+NEGATIVES = "shuffle,confetti,blobs"  # no `vqgan` negatives until the recipe's own VQGAN can decode them
 BATCHES = ("--batch", "64", "--text-negatives", "3", "--hard-weight", "1", "--scenes", "30000")
 CLIP_COMMON = (*BATCHES, "--negatives", NEGATIVES)
 GUIDE = "clip_shapes.safetensors"
@@ -99,7 +99,8 @@ STAGES = (
           ("--arch", "vqclip-shapes", "--init", f"{{out}}/robust/{GUIDE}", "--steps", "420", "--lr", "3e-4",
            "--n-neg", "15", "--recolour", "0.3", "--adv-eps", "0.75", "--adv-steps", "3", "--adv-clean",
            "--seed", "37", *DECODED, *PAIRS, "--eval-every", "12"),
-          GUIDE, "clip_shapes_robust.safetensors", arch="vqclip-shapes", needs=("vqgan", "robust", "loops-1", "loops-2")),
+          GUIDE, "clip_shapes_robust.safetensors", arch="vqclip-shapes",
+          needs=("vqgan", "robust", "loops-1", "loops-2")),
 )
 BY_NAME = {s.name: s for s in STAGES}
 

@@ -82,7 +82,8 @@ def parse_caption(text: str) -> tuple[Thing, ...]:
         if words[:1] in (["a"], ["an"]):
             words = words[1:]
         if len(words) < 3:
-            raise ValueError(f"{part!r}: expected '[a] SIZE COLOUR SHAPE POSITION', e.g. 'a large red circle on the left'")
+            raise ValueError(f"{part!r}: expected '[a] SIZE COLOUR SHAPE POSITION', "
+                             f"e.g. 'a large red circle on the left'")
         size, colour, shape, rest = words[0], words[1], words[2], " ".join(words[3:])
         for value, allowed, what in ((size, SIZES, "size"), (colour, COLOURS, "colour"), (shape, SHAPES, "shape")):
             if value not in allowed:
