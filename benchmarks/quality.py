@@ -201,10 +201,10 @@ def main() -> None:
                         help="the CLIP that scores and never guides: a name or ARCH=FILE (e.g. a retrained judge)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    things = list(enumerate(read_prompts(args.prompts_file) if args.prompts_file  # a bad file stops it here
+                            else prompts(args.prompts, args.split, args.things)))
     models = ModelCache("cpu")
     judge = models.clips(args.judge)[0][0]
-    things = list(enumerate(read_prompts(args.prompts_file) if args.prompts_file
-                            else prompts(args.prompts, args.split, args.things)))
     if args.shapes:
         things = [(p, t) for p, t in things if t[0].shape in args.shapes.split(",")]
     if args.seen_colours:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import math
 import random
 import time
@@ -41,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from generator.clip import build_clip
+from generator.download import sha256_file
 from generator.vit import _block
 
 from . import loop_negatives
@@ -311,7 +311,7 @@ def vqgan_tag(vqgan: str) -> str:
     """Which VQGAN decoded a cache's `vqgan` pool: the first 12 hex digits of a checkpoint file's sha256, or
     the registry name, so that a pool decoded by one VQGAN is never read for another."""
     path = Path(vqgan)
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else vqgan.replace("/", "_")
+    return sha256_file(path).hexdigest()[:12] if path.is_file() else vqgan.replace("/", "_")
 
 
 def load_cache(directory: Path, n: int, seed: int, tokenizer, vqgan: str | None, split: str = "train",

@@ -12,7 +12,8 @@ def test_every_stage_is_a_fixed_step_seeded_run_that_reads_no_bundled_model(tmp_
         assert not any("pretrained" in part for part in cmd)
         if "--vqgan" in cmd:  # the loops draw with the recipe's own VQGAN
             assert cmd[cmd.index("--vqgan") + 1] == str(tmp_path / "vqgan" / "vqgan_shapes.safetensors")
-        if "vqgan" in cmd[cmd.index("--negatives") + 1].split(",") if "--negatives" in cmd else False:
+        negatives = cmd[cmd.index("--negatives") + 1].split(",") if "--negatives" in cmd else []
+        if "vqgan" in negatives:
             assert "--vqgan" in cmd  # decoded by the recipe's VQGAN (above), never the bundled default
         target = tmp_path / stage.name if stage.model else tmp_path / stage.name / stage.weights
         assert cmd[cmd.index("--out") + 1] == str(target)
@@ -24,11 +25,11 @@ def test_the_guides_learn_from_the_loops_of_the_recipes_own_models_and_only_mode
     loops = [s for s in STAGES if not s.model]
     assert [s.module for s in loops] == ["generator.shapes.loop_negatives"] * 2
     files = [str(tmp_path / s.name / s.weights) for s in loops]
-    for stage in loops:
-        guides = command(stage, tmp_path)[command(stage, tmp_path).index("--clip") + 1]
-        assert guides == ",".join(f"vqclip-shapes={tmp_path / n / 'clip_shapes.safetensors'}"
-                                  for n in ("clip-more", "robust"))
-    assert len({command(s, tmp_path)[command(s, tmp_path).index("--seed") + 1] for s in loops}) == 2
+    commands = [command(stage, tmp_path) for stage in loops]
+    for cmd in commands:
+        assert cmd[cmd.index("--clip") + 1] == ",".join(f"vqclip-shapes={tmp_path / n / 'clip_shapes.safetensors'}"
+                                                        for n in ("clip-more", "robust"))
+    assert len({cmd[cmd.index("--seed") + 1] for cmd in commands}) == 2
     for name in ("clip-pairs", "robust-pairs"):
         cmd = command(reproduce.BY_NAME[name], tmp_path)
         at = cmd.index("--loop-negatives")
