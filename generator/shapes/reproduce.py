@@ -40,8 +40,16 @@ CLIP_COMMON = (*BATCHES, "--negatives", NEGATIVES)
 GUIDE = "clip_shapes.safetensors"
 # the last stages also see images decoded from random codes of the recipe's own VQGAN (what the loop starts from)
 DECODED = (*BATCHES, "--negatives", f"{NEGATIVES},vqgan", "--vqgan", "{out}/vqgan/vqgan_shapes.safetensors")
-PAIRS = ("--loop-negatives", "{out}/loops-1/loop_negatives.pt", "{out}/loops-2/loop_negatives.pt",
-         "--pair-weight", "1", "--n-pair", "8")
+
+
+def pairs(*loops: str) -> tuple[str, ...]:
+    """Fine-tune on these loop stages' pairs: each prompt must rank its clean thing above the loop's image."""
+    return ("--loop-negatives", *(f"{{out}}/{name}/loop_negatives.pt" for name in loops),
+            "--pair-weight", "1", "--n-pair", "8")
+
+
+PAIRS = pairs("loops-1", "loops-2")
+PAIRS_2 = pairs("loops-1", "loops-2", "loops-3", "loops-4")
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,14 @@ class Stage:
     arch: str | None = None  # a CLIP's open_clip architecture; None for the VQGAN
     needs: tuple[str, ...] = field(default=())
     model: bool = True  # False: the stage writes training data (OUT/name/weights), not a model to measure
+
+
+def loops(i: int, seed: int, guide: str, robust: str) -> Stage:
+    """A stage that draws 128 training prompts with the recipe's VQGAN and these two guide stages."""
+    return Stage(f"loops-{i}", "generator.shapes.loop_negatives",
+                 ("--clip", f"vqclip-shapes={{out}}/{guide}/{GUIDE},vqclip-shapes={{out}}/{robust}/{GUIDE}",
+                  "--vqgan", "{out}/vqgan/vqgan_shapes.safetensors", "--n", "128", "--seed", str(seed)),
+                 "loop_negatives.pt", None, needs=("vqgan", guide, robust), model=False)
 
 
 STAGES = (
@@ -85,22 +101,30 @@ STAGES = (
           "clip_shapes.safetensors", None, arch="vqclip-shapes", needs=("clip-tune",)),
     # the loop's own failures: the recipe's VQGAN and both guides draw 2 x 128 training prompts; each image
     # the checker reads wrong is kept with its prompt's thing drawn cleanly (a pair), as round 8 did
-    *(Stage(f"loops-{i}", "generator.shapes.loop_negatives",
-            ("--clip", f"vqclip-shapes={{out}}/clip-more/{GUIDE},vqclip-shapes={{out}}/robust/{GUIDE}",
-             "--vqgan", "{out}/vqgan/vqgan_shapes.safetensors", "--n", "128", "--seed", str(seed)),
-            "loop_negatives.pt", None, needs=("vqgan", "clip-more", "robust"), model=False)
-      for i, seed in ((1, 500), (2, 600))),
+    *(loops(i, seed, "clip-more", "robust") for i, seed in ((1, 500), (2, 600))),
     # each prompt must rank its clean thing above the loop's drawing of it (--pair-weight)
     Stage("clip-pairs", "generator.shapes.train_clip",
           ("--arch", "vqclip-shapes", "--init", f"{{out}}/clip-more/{GUIDE}", "--steps", "800", "--lr", "3e-4",
            "--n-neg", "15", "--recolour", "0.5", "--seed", "36", *DECODED, *PAIRS, "--eval-every", "12"),
-          GUIDE, GUIDE, arch="vqclip-shapes", needs=("vqgan", "clip-more", "loops-1", "loops-2")),
+          GUIDE, None, arch="vqclip-shapes", needs=("vqgan", "clip-more", "loops-1", "loops-2")),
     Stage("robust-pairs", "generator.shapes.train_clip",
           ("--arch", "vqclip-shapes", "--init", f"{{out}}/robust/{GUIDE}", "--steps", "420", "--lr", "3e-4",
            "--n-neg", "15", "--recolour", "0.3", "--adv-eps", "0.75", "--adv-steps", "3", "--adv-clean",
            "--seed", "37", *DECODED, *PAIRS, "--eval-every", "12"),
+          GUIDE, None, arch="vqclip-shapes", needs=("vqgan", "robust", "loops-1", "loops-2")),
+    # a second round: the loop's failures with the fine-tuned guides, and both rounds' pairs
+    *(loops(i, seed, "clip-pairs", "robust-pairs") for i, seed in ((3, 700), (4, 800))),
+    Stage("clip-pairs-2", "generator.shapes.train_clip",
+          ("--arch", "vqclip-shapes", "--init", f"{{out}}/clip-pairs/{GUIDE}", "--steps", "600", "--lr", "3e-4",
+           "--n-neg", "15", "--recolour", "0.5", "--seed", "38", *DECODED, *PAIRS_2, "--eval-every", "12"),
+          GUIDE, GUIDE, arch="vqclip-shapes",
+          needs=("vqgan", "clip-pairs", "loops-1", "loops-2", "loops-3", "loops-4")),
+    Stage("robust-pairs-2", "generator.shapes.train_clip",
+          ("--arch", "vqclip-shapes", "--init", f"{{out}}/robust-pairs/{GUIDE}", "--steps", "300", "--lr", "3e-4",
+           "--n-neg", "15", "--recolour", "0.3", "--adv-eps", "0.75", "--adv-steps", "3", "--adv-clean",
+           "--seed", "39", *DECODED, *PAIRS_2, "--eval-every", "12"),
           GUIDE, "clip_shapes_robust.safetensors", arch="vqclip-shapes",
-          needs=("vqgan", "robust", "loops-1", "loops-2")),
+          needs=("vqgan", "robust-pairs", "loops-1", "loops-2", "loops-3", "loops-4")),
 )
 BY_NAME = {s.name: s for s in STAGES}
 

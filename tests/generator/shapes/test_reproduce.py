@@ -23,21 +23,31 @@ def test_every_stage_is_a_fixed_step_seeded_run_that_reads_no_bundled_model(tmp_
 
 def test_the_guides_learn_from_the_loops_of_the_recipes_own_models_and_only_models_are_measured(tmp_path):
     loops = [s for s in STAGES if not s.model]
-    assert [s.module for s in loops] == ["generator.shapes.loop_negatives"] * 2
-    files = [str(tmp_path / s.name / s.weights) for s in loops]
-    commands = [command(stage, tmp_path) for stage in loops]
-    for cmd in commands:
+    assert [s.module for s in loops] == ["generator.shapes.loop_negatives"] * 4
+    files = {s.name: str(tmp_path / s.name / s.weights) for s in loops}
+    commands = {s.name: command(s, tmp_path) for s in loops}
+    drawn_by = {"loops-1": ("clip-more", "robust"), "loops-2": ("clip-more", "robust"),
+                "loops-3": ("clip-pairs", "robust-pairs"), "loops-4": ("clip-pairs", "robust-pairs")}
+    for name, cmd in commands.items():  # each round is drawn by the guides the round before it trained
         assert cmd[cmd.index("--clip") + 1] == ",".join(f"vqclip-shapes={tmp_path / n / 'clip_shapes.safetensors'}"
-                                                        for n in ("clip-more", "robust"))
-    assert len({cmd[cmd.index("--seed") + 1] for cmd in commands}) == 2
-    for name in ("clip-pairs", "robust-pairs"):
-        cmd = command(reproduce.BY_NAME[name], tmp_path)
+                                                        for n in drawn_by[name])
+        assert set(drawn_by[name]) <= set(reproduce.BY_NAME[name].needs)
+    assert len({cmd[cmd.index("--seed") + 1] for cmd in commands.values()}) == 4
+    reads = {"clip-pairs": ["loops-1", "loops-2"], "robust-pairs": ["loops-1", "loops-2"],
+             "clip-pairs-2": ["loops-1", "loops-2", "loops-3", "loops-4"],
+             "robust-pairs-2": ["loops-1", "loops-2", "loops-3", "loops-4"]}
+    for name, used in reads.items():
+        stage = reproduce.BY_NAME[name]
+        cmd = command(stage, tmp_path)
         at = cmd.index("--loop-negatives")
-        assert cmd[at + 1:at + 3] == files and float(cmd[cmd.index("--pair-weight") + 1]) > 0
-        assert {s.name for s in loops} <= set(reproduce.BY_NAME[name].needs)
+        assert cmd[at + 1:at + 1 + len(used)] == [files[n] for n in used] and cmd[at + 1 + len(used)] == "--pair-weight"
+        assert float(cmd[cmd.index("--pair-weight") + 1]) > 0 and set(used) <= set(stage.needs)
+    for name, start in (("clip-pairs-2", "clip-pairs"), ("robust-pairs-2", "robust-pairs")):
+        cmd = command(reproduce.BY_NAME[name], tmp_path)
+        assert cmd[cmd.index("--init") + 1] == str(tmp_path / start / "clip_shapes.safetensors")
     # the shipped guides are measured beside the last stages, not beside the ones they start from
     assert {s.name: s.bundled for s in STAGES if s.bundled and s.arch == "vqclip-shapes"} == {
-        "clip-pairs": "clip_shapes.safetensors", "robust-pairs": "clip_shapes_robust.safetensors"}
+        "clip-pairs-2": "clip_shapes.safetensors", "robust-pairs-2": "clip_shapes_robust.safetensors"}
     assert reproduce.measure(loops, tmp_path)[2:] == []
 
 
