@@ -41,6 +41,7 @@ from PIL import Image  # noqa: E402
 
 from generator import GenerationConfig  # noqa: E402
 from generator.engine import Generation  # noqa: E402
+from generator.errors import VqclipError  # noqa: E402
 from generator.models import ModelCache  # noqa: E402
 from generator.shapes.checker import check, check_scene, shape_overlap  # noqa: E402
 from generator.shapes.train_clip import variants  # noqa: E402
@@ -258,4 +259,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except VqclipError as e:  # a model that will not load, a bad setting: named, without a traceback
+        sys.exit(f"quality.py: {e}")

@@ -87,7 +87,8 @@ def test_quality_benchmark_generates_a_two_shape_prompt_and_names_captions_diffe
 
 def test_quality_benchmark_judges_your_own_prompts_file_and_names_a_line_it_cannot_read(tmp_path):
     """--prompts-file: the clean scenes of a user's captions score 100% (checker and the named judge); a
-    caption outside the scene grammar stops the run before any model loads, naming file, line and word."""
+    caption outside the scene grammar stops the run before any model loads, naming file, line and word, and a
+    judge that will not load is named without a traceback."""
     from generator.shapes.world import parse_caption, render
 
     captions = ["a large red circle on the left", "# a comment", "", "a small white star at the top",
@@ -105,6 +106,13 @@ def test_quality_benchmark_judges_your_own_prompts_file_and_names_a_line_it_cann
     assert row[2:5] == ["100%", "100%", "100%"] and row[7:10] == ["100%", "100%", "100%"]  # checker, judge
 
     (tmp_path / "bad.txt").write_text("a large red circle on the left\na large pink circle on the left\n")
-    done = subprocess.run([sys.executable, "benchmarks/quality.py", "--prompts-file", str(tmp_path / "bad.txt")],
+    missing = tmp_path / "no_judge.safetensors"  # a judge that would fail to load, were it loaded first
+    done = subprocess.run([sys.executable, "benchmarks/quality.py", "--prompts-file", str(tmp_path / "bad.txt"),
+                           "--judge", f"vqclip-shapes-judge-rn={missing}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 1 and f"{tmp_path / 'bad.txt'}:2: " in done.stderr and "'pink'" in done.stderr
+    assert "no_judge" not in done.stderr
+    done = subprocess.run([sys.executable, "benchmarks/quality.py", "--prompts-file", str(tmp_path / "mine.txt"),
+                           "--judge", f"vqclip-shapes-judge-rn={missing}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1 and f"no such file '{missing}'" in done.stderr and "Traceback" not in done.stderr
