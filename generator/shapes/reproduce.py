@@ -12,16 +12,19 @@ for the VQGAN trainer; two short runs of the CLIP trainer wrote the same bytes);
 No stage reads the bundled weights: the first CLIP stages' negatives leave out the images decoded from
 random VQGAN codes (`vqgan`), and the last ones decode them with the recipe's own VQGAN. The `loops-*`
 stages run VQGAN+CLIP with the recipe's VQGAN and guides on training prompts and keep what the checker
-reads wrong; `clip-pairs` and `robust-pairs` teach the guides to rank each prompt's clean thing above it.
+reads wrong; the `*-pairs` stages teach the guides to rank each prompt's clean thing above it (two rounds:
+the second round's loops are drawn by the first round's guides).
 
 This recipe is not the bundled models' history: those were trained over many rounds, with time budgets and
 several rounds of loop negatives (benchmarks/RESULTS.md, "Quality (shapes)"). The table it prints sets each
 model beside its bundled counterpart on the trainers' own held-out tests, where the recipe matches: the
 VQGAN meets the issue's fidelity bar (the checker reads the same colour, shape and position from its
 reconstructions of held-out scenes as from the scenes, >= 95%), the judge reads every attribute, and the
-guide every one too, the shape of held-out colour/shape pairs 95.7% (bundled 97.3%). In the loop it does
-not match yet: the recipe's four models draw colour 56%, shape 28%, position 75% on the 50 x 2 held-out
-prompts where the bundled ones draw 88 / 58 / 89% (RESULTS, "Fifteenth round").
+guide every one too, the shape of held-out colour/shape pairs 96.7% (bundled 97.3%). In the loop it does
+not match yet: the recipe's four models draw colour 58%, shape 28%, position 82% on the 50 x 2 held-out
+prompts where the bundled ones draw 88 / 58 / 89%; nearly all of the gap is three held-out pairs (red and
+orange squares, black circles) that the recipe's two guides together fail to draw (RESULTS, "Sixteenth
+round").
 """
 from __future__ import annotations
 
