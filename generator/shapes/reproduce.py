@@ -51,10 +51,6 @@ def pairs(*loops: str) -> tuple[str, ...]:
             "--pair-weight", "1", "--n-pair", "8")
 
 
-PAIRS = pairs("loops-1", "loops-2")
-PAIRS_2 = pairs("loops-1", "loops-2", "loops-3", "loops-4")
-
-
 @dataclass(frozen=True)
 class Stage:
     name: str
@@ -73,6 +69,18 @@ def loops(i: int, seed: int, guide: str, robust: str) -> Stage:
                  ("--clip", f"vqclip-shapes={{out}}/{guide}/{GUIDE},vqclip-shapes={{out}}/{robust}/{GUIDE}",
                   "--vqgan", "{out}/vqgan/vqgan_shapes.safetensors", "--n", "128", "--seed", str(seed)),
                  "loop_negatives.pt", None, needs=("vqgan", guide, robust), model=False)
+
+
+def pair_stage(name: str, init: str, steps: int, seed: int, rounds: tuple[str, ...], robust: bool = False,
+               bundled: str | None = None) -> Stage:
+    """A guide fine-tuned from stage `init` on the pairs of the loop stages `rounds`, with the decoded
+    negatives; the robust guide keeps its adversarial training (and less recolouring)."""
+    adversarial = ("--adv-eps", "0.75", "--adv-steps", "3", "--adv-clean") if robust else ()
+    return Stage(name, "generator.shapes.train_clip",
+                 ("--arch", "vqclip-shapes", "--init", f"{{out}}/{init}/{GUIDE}", "--steps", str(steps), "--lr", "3e-4",
+                  "--n-neg", "15", "--recolour", "0.3" if robust else "0.5", *adversarial, "--seed", str(seed),
+                  *DECODED, *pairs(*rounds), "--eval-every", "12"),
+                 GUIDE, bundled, arch="vqclip-shapes", needs=("vqgan", init, *rounds))
 
 
 STAGES = (
@@ -106,28 +114,14 @@ STAGES = (
     # the checker reads wrong is kept with its prompt's thing drawn cleanly (a pair), as round 8 did
     *(loops(i, seed, "clip-more", "robust") for i, seed in ((1, 500), (2, 600))),
     # each prompt must rank its clean thing above the loop's drawing of it (--pair-weight)
-    Stage("clip-pairs", "generator.shapes.train_clip",
-          ("--arch", "vqclip-shapes", "--init", f"{{out}}/clip-more/{GUIDE}", "--steps", "800", "--lr", "3e-4",
-           "--n-neg", "15", "--recolour", "0.5", "--seed", "36", *DECODED, *PAIRS, "--eval-every", "12"),
-          GUIDE, None, arch="vqclip-shapes", needs=("vqgan", "clip-more", "loops-1", "loops-2")),
-    Stage("robust-pairs", "generator.shapes.train_clip",
-          ("--arch", "vqclip-shapes", "--init", f"{{out}}/robust/{GUIDE}", "--steps", "420", "--lr", "3e-4",
-           "--n-neg", "15", "--recolour", "0.3", "--adv-eps", "0.75", "--adv-steps", "3", "--adv-clean",
-           "--seed", "37", *DECODED, *PAIRS, "--eval-every", "12"),
-          GUIDE, None, arch="vqclip-shapes", needs=("vqgan", "robust", "loops-1", "loops-2")),
+    pair_stage("clip-pairs", "clip-more", 800, 36, ("loops-1", "loops-2")),
+    pair_stage("robust-pairs", "robust", 420, 37, ("loops-1", "loops-2"), robust=True),
     # a second round: the loop's failures with the fine-tuned guides, and both rounds' pairs
     *(loops(i, seed, "clip-pairs", "robust-pairs") for i, seed in ((3, 700), (4, 800))),
-    Stage("clip-pairs-2", "generator.shapes.train_clip",
-          ("--arch", "vqclip-shapes", "--init", f"{{out}}/clip-pairs/{GUIDE}", "--steps", "600", "--lr", "3e-4",
-           "--n-neg", "15", "--recolour", "0.5", "--seed", "38", *DECODED, *PAIRS_2, "--eval-every", "12"),
-          GUIDE, GUIDE, arch="vqclip-shapes",
-          needs=("vqgan", "clip-pairs", "loops-1", "loops-2", "loops-3", "loops-4")),
-    Stage("robust-pairs-2", "generator.shapes.train_clip",
-          ("--arch", "vqclip-shapes", "--init", f"{{out}}/robust-pairs/{GUIDE}", "--steps", "300", "--lr", "3e-4",
-           "--n-neg", "15", "--recolour", "0.3", "--adv-eps", "0.75", "--adv-steps", "3", "--adv-clean",
-           "--seed", "39", *DECODED, *PAIRS_2, "--eval-every", "12"),
-          GUIDE, "clip_shapes_robust.safetensors", arch="vqclip-shapes",
-          needs=("vqgan", "robust-pairs", "loops-1", "loops-2", "loops-3", "loops-4")),
+    pair_stage("clip-pairs-2", "clip-pairs", 600, 38, ("loops-1", "loops-2", "loops-3", "loops-4"),
+               bundled=GUIDE),
+    pair_stage("robust-pairs-2", "robust-pairs", 300, 39, ("loops-1", "loops-2", "loops-3", "loops-4"),
+               robust=True, bundled="clip_shapes_robust.safetensors"),
 )
 BY_NAME = {s.name: s for s in STAGES}
 
