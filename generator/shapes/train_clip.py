@@ -20,7 +20,9 @@ images (`pair_loss`), so the blobs that fooled the guide score below the thing i
 --attack-weight, such pairs are found as the model trains: the loop itself attacks clean scenes through
 the VQGAN, against the model as it is (`loop_attack`). With --adv-eps,
 the positives are moved adversarially first (`adversarial`), which makes a robust model
-(`shapes-robust`); --adv-clean trains on the clean positives too. With --recolour F, a fraction F of the
+(`shapes-robust`); --adv-clean trains on the clean positives too. With --path-weight, each step asks
+--n-path scenes' captions to score the scene's way in from flat grey (the loop's start) in order
+(`path.path_loss`). With --recolour F, a fraction F of the
 scenes has its shapes redrawn in random colours off the palette and captions without colour words
 (`recoloured`), so shape is learnt apart from colour (held-out shape accuracy 73% -> 96%). Writes
 OUT/clip_<arch>.safetensors (fp16; token embeddings of words the world never uses are zeroed, so the
@@ -43,7 +45,7 @@ from generator.clip import build_clip
 from generator.download import sha256_file
 from generator.vit import _block
 
-from . import loop_negatives
+from . import loop_negatives, path
 from .budget import Budget
 from .world import (COLOURS, HELD_OUT, PALETTE, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, World, caption_for,
                     full_caption, muted_background, redrawn_off_palette, to_tensor, wording)
@@ -333,7 +335,7 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
           lr: float, text_negatives: int, eval_every: float, out: Path, arch: str, hard_weight: float = 0.0,
           adv_eps: float = 0.0, adv_steps: int = 3, adv_clean: bool = False, steps: int | None = None,
           pairs: dict | None = None, n_pair: int = 8, pair_weight: float = 0.0, attack=None, attack_n: int = 4,
-          attack_weight: float = 0.0, noise_sigma: float = 0.0):
+          attack_weight: float = 0.0, noise_sigma: float = 0.0, path_weight: float = 0.0, n_path: int = 8):
     torch.manual_seed(seed)
     gen, rng = torch.Generator().manual_seed(seed), random.Random(seed)
     model = clip.model.train().requires_grad_(True)
@@ -381,6 +383,9 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
             j = torch.randint(len(pairs["images"]), (n_pair,), generator=gen)
             both = to_tensor(torch.cat([pairs["scenes"][j], pairs["images"][j]]).numpy())
             loss = loss + pair_weight * jittered_pair_loss(clip, both, pairs["tokens"][j], scale, gen)
+        if path_weight:  # the first n_path scenes' way in from grey, each level jittered like a cutout
+            views = jitter(path.path_views(x[:n_path]).flatten(0, 1), gen)
+            loss = loss + path_weight * path.path_loss(clip.encode_image(views), txt_emb[:n_path], scale)
         found = attack(clip, lambda t: encode_text(model, t), attack_n) if attack_weight else None
         if found is not None:
             scenes, attacked, captions = found
@@ -402,10 +407,19 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
             print(f"step {step} {budget.elapsed():.0f}s held-out:", evaluate(clip, 200), flush=True)
             if pairs is not None:
                 print(f"step {step} scene above loop image: {pair_preference(clip, pairs):.1%}", flush=True)
+            if path_weight:
+                print(f"step {step} way in from grey in order: {way_in_order(clip):.1%}", flush=True)
             model.train()
     print(f"trained {step} steps of {batch}+{n_neg} images, {batch}x{1 + text_negatives} captions "
           f"in {budget.elapsed():.0f}s", flush=True)
     return clip
+
+
+def way_in_order(clip, n: int = 200, seed: int = 5) -> float:
+    """`path.path_order` on n held-out scenes of World("heldout", seed)."""
+    images, scenes = World("heldout", seed=seed).batch(0, n)
+    return path.path_order(clip.encode_image, lambda t: encode_text(clip.model, t), to_tensor(np.asarray(images)),
+                           clip.tokenizer([s.caption for s in scenes]))
 
 
 def variants(thing, attribute: str) -> list[str]:
@@ -492,6 +506,9 @@ def main() -> None:
                              "(needs loop negatives written with their prompts)")
     parser.add_argument("--n-pair", type=int, default=8,
                         help="loop images (and their scenes) per step for --pair-weight")
+    parser.add_argument("--path-weight", type=float, default=0.0,
+                        help="weight of the loss that ranks each scene's way in from flat grey in order (path.py)")
+    parser.add_argument("--n-path", type=int, default=8, help="scenes per step for --path-weight")
     parser.add_argument("--attack-weight", type=float, default=0.0,
                         help="weight of the pairs the loop's own attack finds as the model trains (loop_attack)")
     parser.add_argument("--attack-n", type=int, default=4, help="scenes the loop attacks per step")
@@ -540,15 +557,19 @@ def main() -> None:
         if pairs is not None:
             print(f"{len(pairs['images'])} loop images with their prompts; scene above loop image: "
                   f"{pair_preference(clip, pairs):.1%}", flush=True)
+        if args.path_weight:
+            print(f"way in from grey in order: {way_in_order(clip):.1%}", flush=True)
         train(clip, cache, args.minutes, args.batch, args.n_neg, negatives, args.seed, args.lr,
               args.text_negatives, args.eval_every, args.out, args.arch, args.hard_weight,
               args.adv_eps, args.adv_steps, args.adv_clean, steps=args.steps, pairs=pairs, n_pair=args.n_pair,
               pair_weight=args.pair_weight, attack_n=args.attack_n, attack_weight=args.attack_weight,
-              noise_sigma=args.noise_sigma,
+              noise_sigma=args.noise_sigma, path_weight=args.path_weight, n_path=args.n_path,
               attack=LoopAttack(load_vqgan(args.vqgan)[0], args.attack_steps, seed=args.seed)
               if args.attack_weight else None)
         if pairs is not None:
             print(f"scene above loop image: {pair_preference(clip, pairs):.1%}", flush=True)
+        if args.path_weight:
+            print(f"way in from grey in order: {way_in_order(clip):.1%}", flush=True)
         print("saved", save(clip, args.arch, args.out), flush=True)
     print("held-out:", evaluate(clip), flush=True)
 
