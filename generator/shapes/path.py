@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .backdrops import thing_mask
+
 GREY = 128 / 255  # the loop's recommended start (init_colour #808080)
 # (how much of the scene shows through the grey, the blur's box size in pixels): flat grey first
 LEVELS = ((0.0, 1), (0.15, 16), (0.3, 8), (0.5, 4), (0.75, 2), (1.0, 1))
@@ -23,8 +25,15 @@ def blurred(x: torch.Tensor, box: int) -> torch.Tensor:
     return F.interpolate(F.avg_pool2d(x, box), size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def path_views(x: torch.Tensor) -> torch.Tensor:
-    """[len(LEVELS), n, 3, H, W]: the scenes `x` ([n, 3, H, W] in [0, 1]) at each level of the way in."""
+def on_grey(x: torch.Tensor) -> torch.Tensor:
+    """The scenes `x` with their flat backgrounds made the loop's grey."""
+    return torch.where(thing_mask(x), x, torch.full_like(x, GREY))
+
+
+def path_views(x: torch.Tensor, things_only: bool = False) -> torch.Tensor:
+    """[len(LEVELS), n, 3, H, W]: the scenes `x` ([n, 3, H, W] in [0, 1]) at each level of the way in;
+    with `things_only`, the way in to the scenes' things on grey, so only the things fade in."""
+    x = on_grey(x) if things_only else x
     return torch.stack([GREY + alpha * (blurred(x, box) - GREY) for alpha, box in LEVELS])
 
 

@@ -45,7 +45,7 @@ from generator.clip import build_clip
 from generator.download import sha256_file
 from generator.vit import _block
 
-from . import loop_negatives, path
+from . import backdrops, loop_negatives, path
 from .budget import Budget
 from .world import (COLOURS, HELD_OUT, PALETTE, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, World, caption_for,
                     full_caption, muted_background, redrawn_off_palette, to_tensor, wording)
@@ -335,12 +335,14 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
           lr: float, text_negatives: int, eval_every: float, out: Path, arch: str, hard_weight: float = 0.0,
           adv_eps: float = 0.0, adv_steps: int = 3, adv_clean: bool = False, steps: int | None = None,
           pairs: dict | None = None, n_pair: int = 8, pair_weight: float = 0.0, attack=None, attack_n: int = 4,
-          attack_weight: float = 0.0, noise_sigma: float = 0.0, path_weight: float = 0.0, n_path: int = 8):
+          attack_weight: float = 0.0, noise_sigma: float = 0.0, path_weight: float = 0.0, n_path: int = 8,
+          path_things: bool = False, backgrounds: float = 0.0, contrast_weight: float = 0.0):
     torch.manual_seed(seed)
     gen, rng = torch.Generator().manual_seed(seed), random.Random(seed)
     model = clip.model.train().requires_grad_(True)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     images, tokens, hard = cache["images"], cache["tokens"], cache["hard"]
+    colour_ids = clip.tokenizer(list(COLOURS))[:, 1]  # each colour word is one token
     kinds = [k for k in negatives if k != "none"]
     order, pos = torch.randperm(len(images), generator=gen), 0
     budget, step, next_eval = Budget(minutes, steps), 0, eval_every * 60
@@ -353,6 +355,8 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
         idx = order[pos:pos + batch]
         pos += batch
         x = to_tensor(images[idx].numpy())
+        if backgrounds:
+            x = backdrops.new_backgrounds(x, backgrounds, gen)
         parts = [jitter(x, gen)]
         for j, kind in enumerate(kinds):
             k = n_neg // len(kinds) + (j < n_neg % len(kinds))
@@ -383,8 +387,12 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
             j = torch.randint(len(pairs["images"]), (n_pair,), generator=gen)
             both = to_tensor(torch.cat([pairs["scenes"][j], pairs["images"][j]]).numpy())
             loss = loss + pair_weight * jittered_pair_loss(clip, both, pairs["tokens"][j], scale, gen)
+        named = torch.isin(tokens[idx], colour_ids).any(1).nonzero().squeeze(1)[:n_pair]
+        if contrast_weight and len(named):  # captions that name a colour rank their scene above its grey things
+            both = torch.cat([x[named], backdrops.greyed_things(x[named], gen)])
+            loss = loss + contrast_weight * jittered_pair_loss(clip, both, tokens[idx][named], scale, gen)
         if path_weight:  # the first n_path scenes' way in from grey, each level jittered like a cutout
-            views = jitter(path.path_views(x[:n_path]).flatten(0, 1), gen)
+            views = jitter(path.path_views(x[:n_path], path_things).flatten(0, 1), gen)
             loss = loss + path_weight * path.path_loss(clip.encode_image(views), txt_emb[:n_path], scale)
         found = attack(clip, lambda t: encode_text(model, t), attack_n) if attack_weight else None
         if found is not None:
@@ -509,6 +517,13 @@ def main() -> None:
     parser.add_argument("--path-weight", type=float, default=0.0,
                         help="weight of the loss that ranks each scene's way in from flat grey in order (path.py)")
     parser.add_argument("--n-path", type=int, default=8, help="scenes per step for --path-weight")
+    parser.add_argument("--path-things", action="store_true",
+                        help="--path-weight fades in each scene's things on grey, not the whole scene")
+    parser.add_argument("--backgrounds", type=float, default=0.0,
+                        help="fraction of scenes whose background is repainted in a random colour far from their things")
+    parser.add_argument("--contrast-weight", type=float, default=0.0,
+                        help="weight of the loss that ranks --n-pair scenes above their things in grey, for captions "
+                             "that name a colour (backdrops.py)")
     parser.add_argument("--attack-weight", type=float, default=0.0,
                         help="weight of the pairs the loop's own attack finds as the model trains (loop_attack)")
     parser.add_argument("--attack-n", type=int, default=4, help="scenes the loop attacks per step")
@@ -564,6 +579,7 @@ def main() -> None:
               args.adv_eps, args.adv_steps, args.adv_clean, steps=args.steps, pairs=pairs, n_pair=args.n_pair,
               pair_weight=args.pair_weight, attack_n=args.attack_n, attack_weight=args.attack_weight,
               noise_sigma=args.noise_sigma, path_weight=args.path_weight, n_path=args.n_path,
+              path_things=args.path_things, backgrounds=args.backgrounds, contrast_weight=args.contrast_weight,
               attack=LoopAttack(load_vqgan(args.vqgan)[0], args.attack_steps, seed=args.seed)
               if args.attack_weight else None)
         if pairs is not None:
