@@ -13,18 +13,19 @@ No stage reads the bundled weights: the first CLIP stages' negatives leave out t
 random VQGAN codes (`vqgan`), and the last ones decode them with the recipe's own VQGAN. The `loops-*`
 stages run VQGAN+CLIP with the recipe's VQGAN and guides on training prompts and keep what the checker
 reads wrong; the `*-pairs` stages teach the guides to rank each prompt's clean thing above it (two rounds:
-the second round's loops are drawn by the first round's guides).
+the second round's loops are drawn by the first round's guides); `clip-path` teaches the standard guide the
+loop's way in from flat grey (`path.py`).
 
 This recipe is not the bundled models' history: those were trained over many rounds, with time budgets and
 several rounds of loop negatives (benchmarks/RESULTS.md, "Quality (shapes)"). The table it prints sets each
 model beside its bundled counterpart on the trainers' own held-out tests, where the recipe matches: the
 VQGAN meets the issue's fidelity bar (the checker reads the same colour, shape and position from its
 reconstructions of held-out scenes as from the scenes, >= 95%), the judge reads every attribute, and the
-guide every one too, the shape of held-out colour/shape pairs 96.7% (bundled 97.3%). In the loop it does
-not match yet: the recipe's four models draw colour 58%, shape 28%, position 82% on the 50 x 2 held-out
-prompts where the bundled ones draw 88 / 58 / 89%; nearly all of the gap is three held-out pairs (red and
-orange squares, black circles) that the recipe's two guides together fail to draw (RESULTS, "Sixteenth
-round").
+guide every one too, the shape of held-out colour/shape pairs 97.7% (bundled 97.3%). In the loop it does
+not match yet: the recipe's four models draw colour 70%, shape 42%, position 89% on the 50 x 2 held-out
+prompts where the bundled ones draw 87-88 / 55-58 / 83-89%. The last stage, `clip-path`, taught the
+standard guide to score each scene's way in from the loop's grey start in order (58 / 28 / 82% before it);
+most of what is left is held-out red squares (RESULTS, "Seventeenth round").
 """
 from __future__ import annotations
 
@@ -72,17 +73,19 @@ def loops(i: int, seed: int, guide: str, robust: str) -> Stage:
 
 
 def pair_stage(name: str, init: str, steps: int, seed: int, rounds: tuple[str, ...], robust: bool = False,
-               bundled: str | None = None) -> Stage:
+               bundled: str | None = None, extra: tuple[str, ...] = (), eval_every: str = "12") -> Stage:
     """A guide fine-tuned from stage `init` on the pairs of the loop stages `rounds`, with the decoded
-    negatives; the robust guide keeps its adversarial training (and less recolouring)."""
+    negatives (and the trainer's `extra` arguments); the robust guide keeps its adversarial training (and
+    less recolouring)."""
     adversarial = ("--adv-eps", "0.75", "--adv-steps", "3", "--adv-clean") if robust else ()
     return Stage(name, "generator.shapes.train_clip",
                  ("--arch", "vqclip-shapes", "--init", f"{{out}}/{init}/{GUIDE}", "--steps", str(steps), "--lr", "3e-4",
                   "--n-neg", "15", "--recolour", "0.3" if robust else "0.5", *adversarial, "--seed", str(seed),
-                  *DECODED, *pairs(*rounds), "--eval-every", "12"),
+                  *DECODED, *pairs(*rounds), *extra, "--eval-every", eval_every),
                  GUIDE, bundled, arch="vqclip-shapes", needs=("vqgan", init, *rounds))
 
 
+ROUNDS = ("loops-1", "loops-2", "loops-3", "loops-4")  # both rounds of loop pairs
 STAGES = (
     Stage("vqgan", "generator.shapes.train_vqgan",
           ("--steps", "9000", "--seed", "0", "--lr", "1e-3", "--batch", "16", "--edge-weight", "8",
@@ -118,10 +121,12 @@ STAGES = (
     pair_stage("robust-pairs", "robust", 420, 37, ("loops-1", "loops-2"), robust=True),
     # a second round: the loop's failures with the fine-tuned guides, and both rounds' pairs
     *(loops(i, seed, "clip-pairs", "robust-pairs") for i, seed in ((3, 700), (4, 800))),
-    pair_stage("clip-pairs-2", "clip-pairs", 600, 38, ("loops-1", "loops-2", "loops-3", "loops-4"),
-               bundled=GUIDE),
-    pair_stage("robust-pairs-2", "robust-pairs", 300, 39, ("loops-1", "loops-2", "loops-3", "loops-4"),
-               robust=True, bundled="clip_shapes_robust.safetensors"),
+    pair_stage("clip-pairs-2", "clip-pairs", 600, 38, ROUNDS),
+    pair_stage("robust-pairs-2", "robust-pairs", 300, 39, ROUNDS, robust=True, bundled="clip_shapes_robust.safetensors"),
+    # the loop's way in: each scene's caption scores it higher the more of it has faded in from the loop's
+    # flat grey start (generator/shapes/path.py); the robust guide stays as it is
+    pair_stage("clip-path", "clip-pairs-2", 400, 50, ROUNDS, bundled=GUIDE,
+               extra=("--path-weight", "1", "--n-path", "12"), eval_every="0"),
 )
 BY_NAME = {s.name: s for s in STAGES}
 

@@ -35,19 +35,23 @@ def test_the_guides_learn_from_the_loops_of_the_recipes_own_models_and_only_mode
     assert len({cmd[cmd.index("--seed") + 1] for cmd in commands.values()}) == 4
     reads = {"clip-pairs": ["loops-1", "loops-2"], "robust-pairs": ["loops-1", "loops-2"],
              "clip-pairs-2": ["loops-1", "loops-2", "loops-3", "loops-4"],
-             "robust-pairs-2": ["loops-1", "loops-2", "loops-3", "loops-4"]}
+             "robust-pairs-2": ["loops-1", "loops-2", "loops-3", "loops-4"],
+             "clip-path": ["loops-1", "loops-2", "loops-3", "loops-4"]}
     for name, used in reads.items():
         stage = reproduce.BY_NAME[name]
         cmd = command(stage, tmp_path)
         at = cmd.index("--loop-negatives")
         assert cmd[at + 1:at + 1 + len(used)] == [files[n] for n in used] and cmd[at + 1 + len(used)] == "--pair-weight"
         assert float(cmd[cmd.index("--pair-weight") + 1]) > 0 and set(used) <= set(stage.needs)
-    for name, start in (("clip-pairs-2", "clip-pairs"), ("robust-pairs-2", "robust-pairs")):
+    for name, start in (("clip-pairs-2", "clip-pairs"), ("robust-pairs-2", "robust-pairs"), ("clip-path", "clip-pairs-2")):
         cmd = command(reproduce.BY_NAME[name], tmp_path)
         assert cmd[cmd.index("--init") + 1] == str(tmp_path / start / "clip_shapes.safetensors")
     # the shipped guides are measured beside the last stages, not beside the ones they start from
     assert {s.name: s.bundled for s in STAGES if s.bundled and s.arch == "vqclip-shapes"} == {
-        "clip-pairs-2": "clip_shapes.safetensors", "robust-pairs-2": "clip_shapes_robust.safetensors"}
+        "clip-path": "clip_shapes.safetensors", "robust-pairs-2": "clip_shapes_robust.safetensors"}
+    path = command(reproduce.BY_NAME["clip-path"], tmp_path)  # only the last standard guide learns the way in
+    assert float(path[path.index("--path-weight") + 1]) > 0
+    assert [s.name for s in STAGES if "--path-weight" in s.args] == ["clip-path"]
     assert reproduce.measure(loops, tmp_path)[2:] == []
 
 
