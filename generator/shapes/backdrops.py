@@ -1,8 +1,10 @@
 """Backgrounds of any colour, so a guide reads a thing's own colour rather than its contrast.
 
-The world's backgrounds are muted mid-tones, so a CLIP trained on it can read "red" as "redder than the
-background". The loop then paints the background cyan and leaves a grey patch that such a guide calls a red
-square (RESULTS, "Seventeenth round"). `new_backgrounds` repaints the flat background of some training
+The world's backgrounds are muted mid-tones, so a CLIP trained on it could read "red" as "redder than the
+background"; the recipe's loop paints a cyan background with a grey patch for "a red square". This was a
+guess, and the measurements did not bear it out: the guides score that wash far below the clean scene,
+and guides trained with these options drew worse in the loop (RESULTS, "Seventeenth round"). The
+options stay in the trainer for further tries. `new_backgrounds` repaints the flat background of some training
 scenes in a random colour far from every thing in them (captions never name the background, so they stay
 right), and `greyed_things` makes the matching negatives: the same scenes with their things in a grey,
 which no caption's colour describes."""

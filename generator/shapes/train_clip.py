@@ -387,10 +387,11 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
             j = torch.randint(len(pairs["images"]), (n_pair,), generator=gen)
             both = to_tensor(torch.cat([pairs["scenes"][j], pairs["images"][j]]).numpy())
             loss = loss + pair_weight * jittered_pair_loss(clip, both, pairs["tokens"][j], scale, gen)
-        named = torch.isin(tokens[idx], colour_ids).any(1).nonzero().squeeze(1)[:n_pair]
-        if contrast_weight and len(named):  # captions that name a colour rank their scene above its grey things
-            both = torch.cat([x[named], backdrops.greyed_things(x[named], gen)])
-            loss = loss + contrast_weight * jittered_pair_loss(clip, both, tokens[idx][named], scale, gen)
+        if contrast_weight:  # captions that name a colour rank their scene above its grey things
+            named = torch.isin(tokens[idx], colour_ids).any(1).nonzero().squeeze(1)[:n_pair]
+            if len(named):
+                both = torch.cat([x[named], backdrops.greyed_things(x[named], gen)])
+                loss = loss + contrast_weight * jittered_pair_loss(clip, both, tokens[idx][named], scale, gen)
         if path_weight:  # the first n_path scenes' way in from grey, each level jittered like a cutout
             views = jitter(path.path_views(x[:n_path], path_things).flatten(0, 1), gen)
             loss = loss + path_weight * path.path_loss(clip.encode_image(views), txt_emb[:n_path], scale)
