@@ -45,3 +45,23 @@ def test_greyed_things_are_one_grey_on_the_same_background():
     for i in range(len(x)):
         things = z[i][:, mask[i, 0]]
         assert torch.all(things == things[0, 0]) and 0.35 <= things[0, 0] <= 0.65
+
+
+def test_the_trainer_runs_with_new_backgrounds_grey_thing_pairs_and_the_way_in_and_the_pairs_count(tmp_path):
+    """train() with --backgrounds, --contrast-weight and --path-weight together: a few steps finish with
+    finite weights, and the grey-thing pairs change what is learnt (the term is not silently skipped)."""
+    from generator.clip import build_clip
+    from generator.shapes.train_clip import render_cache, train
+
+    def run(contrast_weight: float) -> dict:
+        clip = build_clip("vqclip-shapes", None, seed=6)
+        cache = render_cache(48, 3, clip.tokenizer, None, pool=32)
+        train(clip, cache, minutes=0, batch=12, n_neg=4, negatives=["shuffle", "confetti"], seed=1, lr=1e-3,
+              text_negatives=1, eval_every=0, out=tmp_path, arch="vqclip-shapes", steps=3, n_pair=4,
+              path_weight=1.0, n_path=3, backgrounds=0.5, contrast_weight=contrast_weight)
+        return {k: v.detach().clone() for k, v in clip.model.state_dict().items()}
+
+    with_pairs, without = run(1.0), run(0.0)
+    assert all(torch.isfinite(v).all() for v in with_pairs.values() if v.is_floating_point())
+    changed = [k for k in with_pairs if with_pairs[k].is_floating_point() and not torch.equal(with_pairs[k], without[k])]
+    assert changed, "the grey-thing pairs changed no weight"
