@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from generator.clip import build_clip
-from generator.shapes.path import GREY, LEVELS, path_loss, path_order, path_views
+from generator.shapes.path import GREY, LEVELS, path_loss, path_order, path_views, tint_loss, tint_order, tint_views
 from generator.shapes.train_clip import encode_text
 from generator.shapes.world import Thing, World, render, to_tensor
 
@@ -60,3 +60,20 @@ def test_training_on_the_ranking_loss_puts_a_real_clips_way_in_in_order():
         loss.backward()
         opt.step()
     assert before < 0.5 and order() == 1.0
+
+
+def test_the_turned_round_fade_has_the_opposite_colour_about_grey():
+    x = to_tensor(np.array(render([Thing("red", "square", "large", "left")], (128, 128, 128)))[None])
+    faint, turned = tint_views(x)
+    assert torch.allclose(faint - GREY, GREY - turned, atol=1e-6)
+    assert faint[0, 0, :, :32].mean() > GREY > turned[0, 0, :, :32].mean()  # red one way, cyan the other
+    assert (faint - GREY).abs().max() < 0.15  # faint: at most 15% of the way from grey
+
+
+def test_the_tint_order_and_loss_tell_a_guide_that_follows_the_colour_from_one_that_turns_it_round():
+    red = to_tensor(np.stack([np.asarray(render([Thing("red", s, "large", "centre")], (128, 128, 128)))
+                              for s in ("circle", "square")]))
+    assert tint_order(mean_colour, lambda t: t, red, torch.stack([RED, RED])) == 1.0
+    assert tint_order(mean_colour, lambda t: t, red, torch.stack([CYAN, CYAN])) == 0.0
+    emb = mean_colour(tint_views(red).flatten(0, 1))
+    assert tint_loss(emb, torch.stack([RED, RED]), 50.0) < tint_loss(emb, torch.stack([CYAN, CYAN]), 50.0)
