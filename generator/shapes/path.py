@@ -49,10 +49,11 @@ def path_loss(image_emb: torch.Tensor, caption_emb: torch.Tensor, scale) -> torc
     return F.softplus(-scale * (s[1:] - s[:-1])).mean()
 
 
-def tint_views(x: torch.Tensor, alpha: float = 0.15, box: int = 16) -> torch.Tensor:
+def tint_views(x: torch.Tensor) -> torch.Tensor:
     """[2, n, 3, H, W]: the way in's first faint level of each scene, and the same fade with its colours
     turned the other way through grey (a red thing becomes a faint cyan one). A guide whose pixel gradient
     at grey points away from the named colour scores the second higher (RESULTS, "Nineteenth round")."""
+    alpha, box = LEVELS[1]
     faint = alpha * (blurred(x, box) - GREY)
     return torch.stack([GREY + faint, GREY - faint])
 

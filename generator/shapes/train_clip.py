@@ -422,25 +422,19 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
             if pairs is not None:
                 print(f"step {step} scene above loop image: {pair_preference(clip, pairs):.1%}", flush=True)
             if path_weight:
-                print(f"step {step} way in from grey in order: {way_in_order(clip):.1%}", flush=True)
+                print(f"step {step} way in from grey in order: {heldout_order(clip):.1%}", flush=True)
             model.train()
     print(f"trained {step} steps of {batch}+{n_neg} images, {batch}x{1 + text_negatives} captions "
           f"in {budget.elapsed():.0f}s", flush=True)
     return clip
 
 
-def tint_order_heldout(clip, n: int = 200, seed: int = 5) -> float:
-    """`path.tint_order` on n held-out scenes of World("heldout", seed)."""
+def heldout_order(clip, measure=path.path_order, n: int = 200, seed: int = 5) -> float:
+    """`measure` (`path.path_order`: the way in from grey; `path.tint_order`) on n held-out scenes of
+    World("heldout", seed)."""
     images, scenes = World("heldout", seed=seed).batch(0, n)
-    return path.tint_order(clip.encode_image, lambda t: encode_text(clip.model, t), to_tensor(np.asarray(images)),
-                           clip.tokenizer([s.caption for s in scenes]))
-
-
-def way_in_order(clip, n: int = 200, seed: int = 5) -> float:
-    """`path.path_order` on n held-out scenes of World("heldout", seed)."""
-    images, scenes = World("heldout", seed=seed).batch(0, n)
-    return path.path_order(clip.encode_image, lambda t: encode_text(clip.model, t), to_tensor(np.asarray(images)),
-                           clip.tokenizer([s.caption for s in scenes]))
+    return measure(clip.encode_image, lambda t: encode_text(clip.model, t), to_tensor(np.asarray(images)),
+                   clip.tokenizer([s.caption for s in scenes]))
 
 
 def variants(thing, attribute: str) -> list[str]:
@@ -589,21 +583,22 @@ def main() -> None:
             print(f"{len(pairs['images'])} loop images with their prompts; scene above loop image: "
                   f"{pair_preference(clip, pairs):.1%}", flush=True)
         if args.path_weight:
-            print(f"way in from grey in order: {way_in_order(clip):.1%}", flush=True)
+            print(f"way in from grey in order: {heldout_order(clip):.1%}", flush=True)
         train(clip, cache, args.minutes, args.batch, args.n_neg, negatives, args.seed, args.lr,
               args.text_negatives, args.eval_every, args.out, args.arch, args.hard_weight,
               args.adv_eps, args.adv_steps, args.adv_clean, steps=args.steps, pairs=pairs, n_pair=args.n_pair,
               pair_weight=args.pair_weight, attack_n=args.attack_n, attack_weight=args.attack_weight,
               noise_sigma=args.noise_sigma, path_weight=args.path_weight, n_path=args.n_path,
               path_things=args.path_things, backgrounds=args.backgrounds, contrast_weight=args.contrast_weight,
-              tint_weight=args.tint_weight, attack=LoopAttack(load_vqgan(args.vqgan)[0], args.attack_steps, seed=args.seed)
+              tint_weight=args.tint_weight,
+              attack=LoopAttack(load_vqgan(args.vqgan)[0], args.attack_steps, seed=args.seed)
               if args.attack_weight else None)
         if pairs is not None:
             print(f"scene above loop image: {pair_preference(clip, pairs):.1%}", flush=True)
         if args.path_weight:
-            print(f"way in from grey in order: {way_in_order(clip):.1%}", flush=True)
+            print(f"way in from grey in order: {heldout_order(clip):.1%}", flush=True)
         if args.tint_weight:
-            print(f"faint fade above the turned-round one: {tint_order_heldout(clip):.1%}", flush=True)
+            print(f"faint fade above the turned-round one: {heldout_order(clip, path.tint_order):.1%}", flush=True)
         print("saved", save(clip, args.arch, args.out), flush=True)
     print("held-out:", evaluate(clip), flush=True)
 

@@ -77,3 +77,40 @@ def test_the_tint_order_and_loss_tell_a_guide_that_follows_the_colour_from_one_t
     assert tint_order(mean_colour, lambda t: t, red, torch.stack([CYAN, CYAN])) == 0.0
     emb = mean_colour(tint_views(red).flatten(0, 1))
     assert tint_loss(emb, torch.stack([RED, RED]), 50.0) < tint_loss(emb, torch.stack([CYAN, CYAN]), 50.0)
+
+
+def test_training_on_the_tint_loss_turns_a_real_clips_faint_fades_the_right_way():
+    torch.manual_seed(0)
+    clip = build_clip("vqclip-shapes", None, seed=6)
+    images, scenes = World("train", seed=2).batch(0, 6)
+    x, tokens = to_tensor(np.asarray(images)), clip.tokenizer([s.caption for s in scenes])
+
+    def order():
+        return tint_order(clip.encode_image, lambda t: encode_text(clip.model, t), x, tokens)
+
+    before = order()
+    clip.model.train().requires_grad_(True)
+    opt = torch.optim.Adam(clip.model.parameters(), lr=1e-3)
+    for _ in range(15):
+        loss = tint_loss(clip.encode_image(tint_views(x).flatten(0, 1)), encode_text(clip.model, tokens), 30.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert before < 1.0 and order() == 1.0
+
+
+def test_the_trainer_uses_the_tint_pairs_when_asked(tmp_path):
+    from generator.shapes.train_clip import render_cache, train
+
+    cache = render_cache(48, 3, build_clip("vqclip-shapes", None, seed=6).tokenizer, None, pool=32)
+
+    def run(tint_weight: float) -> dict:
+        clip = build_clip("vqclip-shapes", None, seed=6)
+        train(clip, cache, minutes=0, batch=12, n_neg=4, negatives=["shuffle", "confetti"], seed=1, lr=1e-3,
+              text_negatives=1, eval_every=0, out=tmp_path, arch="vqclip-shapes", steps=2, n_path=3,
+              tint_weight=tint_weight)
+        return {k: v.detach().clone() for k, v in clip.model.state_dict().items()}
+
+    with_tint, without = run(1.0), run(0.0)
+    assert all(torch.isfinite(v).all() for v in with_tint.values() if v.is_floating_point())
+    assert any(not torch.equal(with_tint[k], without[k]) for k in with_tint if with_tint[k].is_floating_point())
