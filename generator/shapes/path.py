@@ -49,12 +49,14 @@ def path_loss(image_emb: torch.Tensor, caption_emb: torch.Tensor, scale) -> torc
     return F.softplus(-scale * (s[1:] - s[:-1])).mean()
 
 
-def tint_views(x: torch.Tensor) -> torch.Tensor:
+def tint_views(x: torch.Tensor, things_only: bool = False) -> torch.Tensor:
     """[2, n, 3, H, W]: the way in's first faint level of each scene, and the same fade with its colours
     turned the other way through grey (a red thing becomes a faint cyan one). A guide whose pixel gradient
-    at grey points away from the named colour scores the second higher (RESULTS, "Nineteenth round")."""
+    at grey points away from the named colour scores the second higher (RESULTS, "Nineteenth round").
+    With `things_only`, only the things fade in (their backgrounds made grey first), so the colour is
+    asked for where the things are, not over the whole image."""
     alpha, box = LEVELS[1]
-    faint = alpha * (blurred(x, box) - GREY)
+    faint = alpha * (blurred(on_grey(x) if things_only else x, box) - GREY)
     return torch.stack([GREY + faint, GREY - faint])
 
 
@@ -65,9 +67,10 @@ def tint_loss(image_emb: torch.Tensor, caption_emb: torch.Tensor, scale) -> torc
 
 
 @torch.no_grad()
-def tint_order(encode_image, encode_text, images: torch.Tensor, tokens: torch.Tensor) -> float:
+def tint_order(encode_image, encode_text, images: torch.Tensor, tokens: torch.Tensor,
+               things_only: bool = False) -> float:
     """How often a caption scores its scene's faint fade above the turned-round fade (chance 50%)."""
-    s = path_similarities(encode_image(tint_views(images).flatten(0, 1)), encode_text(tokens))
+    s = path_similarities(encode_image(tint_views(images, things_only).flatten(0, 1)), encode_text(tokens))
     return (s[0] > s[1]).float().mean().item()
 
 

@@ -77,6 +77,15 @@ def test_the_turned_round_fade_has_the_opposite_colour_about_grey():
     assert (faint - GREY).abs().max() < 0.15  # faint: at most 15% of the way from grey
 
 
+def test_the_things_only_tint_leaves_a_coloured_background_grey():
+    x = to_tensor(np.array(render([Thing("red", "square", "small", "left")], (40, 160, 200)))[None])
+    whole, things = tint_views(x)[0], tint_views(x, things_only=True)[0]
+    corner = (slice(None), slice(None), slice(48, 64), slice(48, 64))  # far from the thing on the left
+    assert torch.allclose(things[corner], torch.full_like(things[corner], GREY), atol=1e-6)
+    assert (whole[corner] - GREY).abs().max() > 0.05  # the whole-scene fade tints the background too
+    assert things[0, 0, :, :32].mean() > GREY  # the red thing still fades in
+
+
 def test_the_tint_order_and_loss_tell_a_guide_that_follows_the_colour_from_one_that_turns_it_round():
     red = to_tensor(np.stack([np.asarray(render([Thing("red", s, "large", "centre")], (128, 128, 128)))
                               for s in ("circle", "square")]))
