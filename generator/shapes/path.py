@@ -49,32 +49,25 @@ def path_loss(image_emb: torch.Tensor, caption_emb: torch.Tensor, scale) -> torc
     return F.softplus(-scale * (s[1:] - s[:-1])).mean()
 
 
-def tint_views(x: torch.Tensor, things_only: bool = False, wash: bool = False) -> torch.Tensor:
+def tint_views(x: torch.Tensor) -> torch.Tensor:
     """[2, n, 3, H, W]: the way in's first faint level of each scene, and the same fade with its colours
     turned the other way through grey (a red thing becomes a faint cyan one). A guide whose pixel gradient
-    at grey points away from the named colour scores the second higher (RESULTS, "Nineteenth round").
-    With `things_only`, only the things fade in (their backgrounds made grey first), so the colour is
-    asked for where the things are, not over the whole image. With `wash`, a third view [3, n, ...]: the
-    same amount of colour spread evenly over the image, as the loop's washed backgrounds spread it."""
+    at grey points away from the named colour scores the second higher (RESULTS, "Nineteenth round")."""
     alpha, box = LEVELS[1]
-    faint = alpha * (blurred(on_grey(x) if things_only else x, box) - GREY)
-    views = [GREY + faint, GREY - faint]
-    if wash:
-        views.append(GREY + faint.mean((2, 3), keepdim=True).expand_as(faint))
-    return torch.stack(views)
+    faint = alpha * (blurred(x, box) - GREY)
+    return torch.stack([GREY + faint, GREY - faint])
 
 
 def tint_loss(image_emb: torch.Tensor, caption_emb: torch.Tensor, scale) -> torch.Tensor:
-    """Logistic ranking of each scene's faint fade above each other view of `tint_views`, for its caption."""
+    """Logistic ranking of each scene's faint fade above its turned-round one, for the scene's caption."""
     s = path_similarities(image_emb, caption_emb)
-    return F.softplus(-scale * (s[:1] - s[1:])).mean()
+    return F.softplus(-scale * (s[0] - s[1])).mean()
 
 
 @torch.no_grad()
-def tint_order(encode_image, encode_text, images: torch.Tensor, tokens: torch.Tensor,
-               things_only: bool = False) -> float:
+def tint_order(encode_image, encode_text, images: torch.Tensor, tokens: torch.Tensor) -> float:
     """How often a caption scores its scene's faint fade above the turned-round fade (chance 50%)."""
-    s = path_similarities(encode_image(tint_views(images, things_only).flatten(0, 1)), encode_text(tokens))
+    s = path_similarities(encode_image(tint_views(images).flatten(0, 1)), encode_text(tokens))
     return (s[0] > s[1]).float().mean().item()
 
 

@@ -36,7 +36,6 @@ import dataclasses
 import math
 import random
 import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -339,7 +338,7 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
           pairs: dict | None = None, n_pair: int = 8, pair_weight: float = 0.0, attack=None, attack_n: int = 4,
           attack_weight: float = 0.0, noise_sigma: float = 0.0, path_weight: float = 0.0, n_path: int = 8,
           path_things: bool = False, backgrounds: float = 0.0, contrast_weight: float = 0.0,
-          tint_weight: float = 0.0, tint_things: bool = False, tint_wash: bool = False):
+          tint_weight: float = 0.0):
     torch.manual_seed(seed)
     gen, rng = torch.Generator().manual_seed(seed), random.Random(seed)
     model = clip.model.train().requires_grad_(True)
@@ -399,7 +398,7 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
             views = jitter(path.path_views(x[:n_path], path_things).flatten(0, 1), gen)
             loss = loss + path_weight * path.path_loss(clip.encode_image(views), txt_emb[:n_path], scale)
         if tint_weight:  # the first n_path scenes' faint fade above the same fade with its colours turned round
-            views = jitter(path.tint_views(x[:n_path], tint_things, tint_wash).flatten(0, 1), gen)
+            views = jitter(path.tint_views(x[:n_path]).flatten(0, 1), gen)
             loss = loss + tint_weight * path.tint_loss(clip.encode_image(views), txt_emb[:n_path], scale)
         found = attack(clip, lambda t: encode_text(model, t), attack_n) if attack_weight else None
         if found is not None:
@@ -528,10 +527,6 @@ def main() -> None:
     parser.add_argument("--tint-weight", type=float, default=0.0,
                         help="weight of the loss that ranks each scene's faint fade from grey above the same fade "
                              "with its colours turned round through grey (path.tint_loss)")
-    parser.add_argument("--tint-things", action="store_true",
-                        help="--tint-weight fades in each scene's things on grey, not the whole scene")
-    parser.add_argument("--tint-wash", action="store_true",
-                        help="--tint-weight also ranks the faint fade above the same colour spread over the image")
     parser.add_argument("--path-things", action="store_true",
                         help="--path-weight fades in each scene's things on grey, not the whole scene")
     parser.add_argument("--backgrounds", type=float, default=0.0,
@@ -595,7 +590,7 @@ def main() -> None:
               pair_weight=args.pair_weight, attack_n=args.attack_n, attack_weight=args.attack_weight,
               noise_sigma=args.noise_sigma, path_weight=args.path_weight, n_path=args.n_path,
               path_things=args.path_things, backgrounds=args.backgrounds, contrast_weight=args.contrast_weight,
-              tint_weight=args.tint_weight, tint_things=args.tint_things, tint_wash=args.tint_wash,
+              tint_weight=args.tint_weight,
               attack=LoopAttack(load_vqgan(args.vqgan)[0], args.attack_steps, seed=args.seed)
               if args.attack_weight else None)
         if pairs is not None:
@@ -604,9 +599,6 @@ def main() -> None:
             print(f"way in from grey in order: {heldout_order(clip):.1%}", flush=True)
         if args.tint_weight:
             print(f"faint fade above the turned-round one: {heldout_order(clip, path.tint_order):.1%}", flush=True)
-            if args.tint_things:
-                print(f"the same, things only: {heldout_order(clip, partial(path.tint_order, things_only=True)):.1%}",
-                      flush=True)
         print("saved", save(clip, args.arch, args.out), flush=True)
     print("held-out:", evaluate(clip), flush=True)
 

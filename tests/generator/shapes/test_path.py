@@ -3,8 +3,7 @@ import numpy as np
 import torch
 
 from generator.clip import build_clip
-from generator.shapes.path import (GREY, LEVELS, path_loss, path_order, path_similarities, path_views, tint_loss,
-                                   tint_order, tint_views)
+from generator.shapes.path import GREY, LEVELS, path_loss, path_order, path_views, tint_loss, tint_order, tint_views
 from generator.shapes.train_clip import encode_text
 from generator.shapes.world import Thing, World, render, to_tensor
 
@@ -76,26 +75,6 @@ def test_the_turned_round_fade_has_the_opposite_colour_about_grey():
     assert torch.allclose(faint - GREY, GREY - turned, atol=1e-6)
     assert faint[0, 0, :, :32].mean() > GREY > turned[0, 0, :, :32].mean()  # red one way, cyan the other
     assert (faint - GREY).abs().max() < 0.15  # faint: at most 15% of the way from grey
-
-
-def test_the_things_only_tint_leaves_a_coloured_background_grey():
-    x = to_tensor(np.array(render([Thing("red", "square", "small", "left")], (40, 160, 200)))[None])
-    whole, things = tint_views(x)[0], tint_views(x, things_only=True)[0]
-    corner = (slice(None), slice(None), slice(48, 64), slice(48, 64))  # far from the thing on the left
-    assert torch.allclose(things[corner], torch.full_like(things[corner], GREY), atol=1e-6)
-    assert (whole[corner] - GREY).abs().max() > 0.05  # the whole-scene fade tints the background too
-    assert things[0, 0, :, :32].mean() > GREY  # the red thing still fades in
-
-
-def test_the_wash_view_spreads_the_same_colour_evenly_and_the_loss_ranks_the_fade_above_it():
-    x = to_tensor(np.array(render([Thing("red", "square", "small", "left")], (128, 128, 128)))[None])
-    faint, _, wash = tint_views(x, things_only=True, wash=True)
-    assert torch.allclose(wash.mean((2, 3)), faint.mean((2, 3)), atol=1e-6)
-    assert torch.allclose(wash, wash[:, :, :1, :1].expand_as(wash))  # one colour over the whole image
-    emb, caption = torch.randn(3 * 4, 8), torch.randn(4, 8)  # three views of four scenes
-    s = path_similarities(emb, caption)
-    pairwise = [torch.nn.functional.softplus(-50.0 * (s[0] - s[k])).mean() for k in (1, 2)]
-    assert torch.allclose(tint_loss(emb, caption, 50.0), (pairwise[0] + pairwise[1]) / 2)
 
 
 def test_the_tint_order_and_loss_tell_a_guide_that_follows_the_colour_from_one_that_turns_it_round():
