@@ -49,6 +49,28 @@ def path_loss(image_emb: torch.Tensor, caption_emb: torch.Tensor, scale) -> torc
     return F.softplus(-scale * (s[1:] - s[:-1])).mean()
 
 
+def tint_views(x: torch.Tensor) -> torch.Tensor:
+    """[2, n, 3, H, W]: the way in's first faint level of each scene, and the same fade with its colours
+    turned the other way through grey (a red thing becomes a faint cyan one). A guide whose pixel gradient
+    at grey points away from the named colour scores the second higher (RESULTS, "Nineteenth round")."""
+    alpha, box = LEVELS[1]
+    faint = alpha * (blurred(x, box) - GREY)
+    return torch.stack([GREY + faint, GREY - faint])
+
+
+def tint_loss(image_emb: torch.Tensor, caption_emb: torch.Tensor, scale) -> torch.Tensor:
+    """Logistic ranking of each scene's faint fade above its turned-round one, for the scene's caption."""
+    s = path_similarities(image_emb, caption_emb)
+    return F.softplus(-scale * (s[0] - s[1])).mean()
+
+
+@torch.no_grad()
+def tint_order(encode_image, encode_text, images: torch.Tensor, tokens: torch.Tensor) -> float:
+    """How often a caption scores its scene's faint fade above the turned-round fade (chance 50%)."""
+    s = path_similarities(encode_image(tint_views(images).flatten(0, 1)), encode_text(tokens))
+    return (s[0] > s[1]).float().mean().item()
+
+
 @torch.no_grad()
 def path_order(encode_image, encode_text, images: torch.Tensor, tokens: torch.Tensor) -> float:
     """How often a caption scores a level of its scene's way in above the level before it (chance 50%)."""

@@ -22,7 +22,8 @@ the VQGAN, against the model as it is (`loop_attack`). With --adv-eps,
 the positives are moved adversarially first (`adversarial`), which makes a robust model
 (`shapes-robust`); --adv-clean trains on the clean positives too. With --path-weight, each step asks
 --n-path scenes' captions to score the scene's way in from flat grey (the loop's start) in order
-(`path.path_loss`). With --recolour F, a fraction F of the
+(`path.path_loss`); with --tint-weight, to score each scene's faint first fade above the same fade with
+its colours turned round through grey (`path.tint_loss`). With --recolour F, a fraction F of the
 scenes has its shapes redrawn in random colours off the palette and captions without colour words
 (`recoloured`), so shape is learnt apart from colour (held-out shape accuracy 73% -> 96%). Writes
 OUT/clip_<arch>.safetensors (fp16; token embeddings of words the world never uses are zeroed, so the
@@ -336,7 +337,8 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
           adv_eps: float = 0.0, adv_steps: int = 3, adv_clean: bool = False, steps: int | None = None,
           pairs: dict | None = None, n_pair: int = 8, pair_weight: float = 0.0, attack=None, attack_n: int = 4,
           attack_weight: float = 0.0, noise_sigma: float = 0.0, path_weight: float = 0.0, n_path: int = 8,
-          path_things: bool = False, backgrounds: float = 0.0, contrast_weight: float = 0.0):
+          path_things: bool = False, backgrounds: float = 0.0, contrast_weight: float = 0.0,
+          tint_weight: float = 0.0):
     torch.manual_seed(seed)
     gen, rng = torch.Generator().manual_seed(seed), random.Random(seed)
     model = clip.model.train().requires_grad_(True)
@@ -395,6 +397,9 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
         if path_weight:  # the first n_path scenes' way in from grey, each level jittered like a cutout
             views = jitter(path.path_views(x[:n_path], path_things).flatten(0, 1), gen)
             loss = loss + path_weight * path.path_loss(clip.encode_image(views), txt_emb[:n_path], scale)
+        if tint_weight:  # the first n_path scenes' faint fade above the same fade with its colours turned round
+            views = jitter(path.tint_views(x[:n_path]).flatten(0, 1), gen)
+            loss = loss + tint_weight * path.tint_loss(clip.encode_image(views), txt_emb[:n_path], scale)
         found = attack(clip, lambda t: encode_text(model, t), attack_n) if attack_weight else None
         if found is not None:
             scenes, attacked, captions = found
@@ -417,18 +422,19 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
             if pairs is not None:
                 print(f"step {step} scene above loop image: {pair_preference(clip, pairs):.1%}", flush=True)
             if path_weight:
-                print(f"step {step} way in from grey in order: {way_in_order(clip):.1%}", flush=True)
+                print(f"step {step} way in from grey in order: {heldout_order(clip):.1%}", flush=True)
             model.train()
     print(f"trained {step} steps of {batch}+{n_neg} images, {batch}x{1 + text_negatives} captions "
           f"in {budget.elapsed():.0f}s", flush=True)
     return clip
 
 
-def way_in_order(clip, n: int = 200, seed: int = 5) -> float:
-    """`path.path_order` on n held-out scenes of World("heldout", seed)."""
+def heldout_order(clip, measure=path.path_order, n: int = 200, seed: int = 5) -> float:
+    """`measure` (`path.path_order`: the way in from grey; `path.tint_order`) on n held-out scenes of
+    World("heldout", seed)."""
     images, scenes = World("heldout", seed=seed).batch(0, n)
-    return path.path_order(clip.encode_image, lambda t: encode_text(clip.model, t), to_tensor(np.asarray(images)),
-                           clip.tokenizer([s.caption for s in scenes]))
+    return measure(clip.encode_image, lambda t: encode_text(clip.model, t), to_tensor(np.asarray(images)),
+                   clip.tokenizer([s.caption for s in scenes]))
 
 
 def variants(thing, attribute: str) -> list[str]:
@@ -517,7 +523,10 @@ def main() -> None:
                         help="loop images (and their scenes) per step for --pair-weight")
     parser.add_argument("--path-weight", type=float, default=0.0,
                         help="weight of the loss that ranks each scene's way in from flat grey in order (path.py)")
-    parser.add_argument("--n-path", type=int, default=8, help="scenes per step for --path-weight")
+    parser.add_argument("--n-path", type=int, default=8, help="scenes per step for --path-weight and --tint-weight")
+    parser.add_argument("--tint-weight", type=float, default=0.0,
+                        help="weight of the loss that ranks each scene's faint fade from grey above the same fade "
+                             "with its colours turned round through grey (path.tint_loss)")
     parser.add_argument("--path-things", action="store_true",
                         help="--path-weight fades in each scene's things on grey, not the whole scene")
     parser.add_argument("--backgrounds", type=float, default=0.0,
@@ -574,19 +583,22 @@ def main() -> None:
             print(f"{len(pairs['images'])} loop images with their prompts; scene above loop image: "
                   f"{pair_preference(clip, pairs):.1%}", flush=True)
         if args.path_weight:
-            print(f"way in from grey in order: {way_in_order(clip):.1%}", flush=True)
+            print(f"way in from grey in order: {heldout_order(clip):.1%}", flush=True)
         train(clip, cache, args.minutes, args.batch, args.n_neg, negatives, args.seed, args.lr,
               args.text_negatives, args.eval_every, args.out, args.arch, args.hard_weight,
               args.adv_eps, args.adv_steps, args.adv_clean, steps=args.steps, pairs=pairs, n_pair=args.n_pair,
               pair_weight=args.pair_weight, attack_n=args.attack_n, attack_weight=args.attack_weight,
               noise_sigma=args.noise_sigma, path_weight=args.path_weight, n_path=args.n_path,
               path_things=args.path_things, backgrounds=args.backgrounds, contrast_weight=args.contrast_weight,
+              tint_weight=args.tint_weight,
               attack=LoopAttack(load_vqgan(args.vqgan)[0], args.attack_steps, seed=args.seed)
               if args.attack_weight else None)
         if pairs is not None:
             print(f"scene above loop image: {pair_preference(clip, pairs):.1%}", flush=True)
         if args.path_weight:
-            print(f"way in from grey in order: {way_in_order(clip):.1%}", flush=True)
+            print(f"way in from grey in order: {heldout_order(clip):.1%}", flush=True)
+        if args.tint_weight:
+            print(f"faint fade above the turned-round one: {heldout_order(clip, path.tint_order):.1%}", flush=True)
         print("saved", save(clip, args.arch, args.out), flush=True)
     print("held-out:", evaluate(clip), flush=True)
 

@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from generator.clip import build_clip
-from generator.shapes.path import GREY, LEVELS, path_loss, path_order, path_views
+from generator.shapes.path import GREY, LEVELS, path_loss, path_order, path_views, tint_loss, tint_order, tint_views
 from generator.shapes.train_clip import encode_text
 from generator.shapes.world import Thing, World, render, to_tensor
 
@@ -42,21 +42,67 @@ def test_the_order_counts_a_caption_whose_similarity_rises_along_the_way_in():
     assert path_order(mean_colour, lambda t: t, red, torch.stack([CYAN, CYAN])) == 0.0
 
 
-def test_training_on_the_ranking_loss_puts_a_real_clips_way_in_in_order():
+def order_before_and_after_training(views, loss_fn, order_fn) -> tuple[float, float]:
+    """A real tiny CLIP's order (`path_order` or `tint_order`) on 6 scenes before and after 15 Adam steps
+    on `loss_fn` over their `views`."""
     torch.manual_seed(0)
     clip = build_clip("vqclip-shapes", None, seed=6)
     images, scenes = World("train", seed=2).batch(0, 6)
     x, tokens = to_tensor(np.asarray(images)), clip.tokenizer([s.caption for s in scenes])
 
     def order():
-        return path_order(clip.encode_image, lambda t: encode_text(clip.model, t), x, tokens)
+        return order_fn(clip.encode_image, lambda t: encode_text(clip.model, t), x, tokens)
 
     before = order()
     clip.model.train().requires_grad_(True)
     opt = torch.optim.Adam(clip.model.parameters(), lr=1e-3)
     for _ in range(15):
-        loss = path_loss(clip.encode_image(path_views(x).flatten(0, 1)), encode_text(clip.model, tokens), 30.0)
+        loss = loss_fn(clip.encode_image(views(x).flatten(0, 1)), encode_text(clip.model, tokens), 30.0)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert before < 0.5 and order() == 1.0
+    return before, order()
+
+
+def test_training_on_the_ranking_loss_puts_a_real_clips_way_in_in_order():
+    before, after = order_before_and_after_training(path_views, path_loss, path_order)
+    assert before < 0.5 and after == 1.0
+
+
+def test_the_turned_round_fade_has_the_opposite_colour_about_grey():
+    x = to_tensor(np.array(render([Thing("red", "square", "large", "left")], (128, 128, 128)))[None])
+    faint, turned = tint_views(x)
+    assert torch.allclose(faint - GREY, GREY - turned, atol=1e-6)
+    assert faint[0, 0, :, :32].mean() > GREY > turned[0, 0, :, :32].mean()  # red one way, cyan the other
+    assert (faint - GREY).abs().max() < 0.15  # faint: at most 15% of the way from grey
+
+
+def test_the_tint_order_and_loss_tell_a_guide_that_follows_the_colour_from_one_that_turns_it_round():
+    red = to_tensor(np.stack([np.asarray(render([Thing("red", s, "large", "centre")], (128, 128, 128)))
+                              for s in ("circle", "square")]))
+    assert tint_order(mean_colour, lambda t: t, red, torch.stack([RED, RED])) == 1.0
+    assert tint_order(mean_colour, lambda t: t, red, torch.stack([CYAN, CYAN])) == 0.0
+    emb = mean_colour(tint_views(red).flatten(0, 1))
+    assert tint_loss(emb, torch.stack([RED, RED]), 50.0) < tint_loss(emb, torch.stack([CYAN, CYAN]), 50.0)
+
+
+def test_training_on_the_tint_loss_turns_a_real_clips_faint_fades_the_right_way():
+    before, after = order_before_and_after_training(tint_views, tint_loss, tint_order)
+    assert before < 1.0 and after == 1.0
+
+
+def test_the_trainer_uses_the_tint_pairs_when_asked(tmp_path):
+    from generator.shapes.train_clip import render_cache, train
+
+    cache = render_cache(48, 3, build_clip("vqclip-shapes", None, seed=6).tokenizer, None, pool=32)
+
+    def run(tint_weight: float) -> dict:
+        clip = build_clip("vqclip-shapes", None, seed=6)
+        train(clip, cache, minutes=0, batch=12, n_neg=4, negatives=["shuffle", "confetti"], seed=1, lr=1e-3,
+              text_negatives=1, eval_every=0, out=tmp_path, arch="vqclip-shapes", steps=2, n_path=3,
+              tint_weight=tint_weight)
+        return {k: v.detach().clone() for k, v in clip.model.state_dict().items()}
+
+    with_tint, without = run(1.0), run(0.0)
+    assert all(torch.isfinite(v).all() for v in with_tint.values() if v.is_floating_point())
+    assert any(not torch.equal(with_tint[k], without[k]) for k in with_tint if with_tint[k].is_floating_point())

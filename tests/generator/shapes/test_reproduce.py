@@ -52,6 +52,8 @@ def test_the_guides_learn_from_the_loops_of_the_recipes_own_models_and_only_mode
     path = command(reproduce.BY_NAME["clip-path"], tmp_path)  # only the last standard guide learns the way in
     assert float(path[path.index("--path-weight") + 1]) > 0
     assert [s.name for s in STAGES if "--path-weight" in s.args] == ["clip-path"]
+    assert float(path[path.index("--tint-weight") + 1]) > 0  # and its faint fades the colour's way round
+    assert [s.name for s in STAGES if "--tint-weight" in s.args] == ["clip-path"]
     assert reproduce.measure(loops, tmp_path)[2:] == []
 
 
