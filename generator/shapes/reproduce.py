@@ -21,7 +21,7 @@ several rounds of loop negatives (benchmarks/RESULTS.md, "Quality (shapes)"). Th
 model beside its bundled counterpart on the trainers' own held-out tests, where the recipe matches: the
 VQGAN meets the issue's fidelity bar (the checker reads the same colour, shape and position from its
 reconstructions of held-out scenes as from the scenes, >= 95%), the judge reads every attribute, and the
-guide every one too, the shape of held-out colour/shape pairs 97.7% (bundled 97.3%). In the loop, on the
+guide every one too, the shape of held-out colour/shape pairs 96.3% (bundled 97.3%). In the loop, on the
 50 x 2 held-out prompts, the recipe's four models draw colour 84%, shape 48%, position 87%, all three 44%;
 the bundled ones 87 / 55 / 83 / 45% (RESULTS, "Twentieth round"). The tint pairs of the last stage,
 `clip-path`, brought the colour (70% without them); what is still short is shape: the recipe's loop washes
