@@ -10,7 +10,8 @@ scene checker (generator/shapes/checker.py) and by a second CLIP that did not gu
 Prompts are one-shape held-out scenes ("a large red star at the top": colour/shape pairs the models never
 saw in training); `--split train` asks for pairs they saw, `--things 2` for two-shape scenes ("a small
 green star on the left and a large red square on the right"; `--join " | "` makes each thing its own
-prompt), and `--prompts-file` reads your own, one full caption a line. For two things an attribute counts
+prompt; `--relational` words them in one another's terms, "a large blue square above a small yellow
+triangle"), and `--prompts-file` reads your own, one full caption a line. For two things an attribute counts
 right only when it is right for both (the checker matches each thing to the object nearest its place; the
 CLIPs pick among captions that change that attribute of one thing).
 
@@ -45,7 +46,8 @@ from generator.errors import VqclipError  # noqa: E402
 from generator.models import ModelCache  # noqa: E402
 from generator.shapes.checker import check, check_scene, shape_overlap  # noqa: E402
 from generator.shapes.train_clip import variants  # noqa: E402
-from generator.shapes.world import COLOURS, HELD_OUT, World, full_caption, parse_caption, render  # noqa: E402
+from generator.shapes.world import (COLOURS, HELD_OUT, World, full_caption, parse_caption,  # noqa: E402
+                                    relational_caption, render)
 from generator.weight_records import SHAPES_RECOMMENDED  # noqa: E402
 
 ATTRIBUTES = ("colour", "shape", "position", "size")
@@ -96,12 +98,13 @@ def prompts(n: int, split: str = "heldout", things: int = 1) -> list[tuple]:
 
 
 def read_prompts(path: Path) -> list[tuple]:
-    """The things of each full caption in a file; exits naming the file, line and part it cannot read."""
+    """(things, the line as written) for each full caption in a file; exits naming the file, line and part
+    it cannot read."""
     out = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if line.strip() and not line.lstrip().startswith("#"):
             try:
-                out.append(parse_caption(line))
+                out.append((parse_caption(line), line.strip()))
             except ValueError as error:
                 raise SystemExit(f"{path}:{number}: {error}") from None
     if not out:
@@ -134,9 +137,10 @@ def overrides(pairs: list[str]) -> dict:
     return out
 
 
-def prompt_text(things: tuple, join: str = " and ") -> str:
-    """The prompt for a scene's things: its full caption, or with join " | " each thing its own prompt."""
-    return join.join(full_caption([t]) for t in things)
+def prompt_text(things: tuple, join: str = " and ", relational: bool = False) -> str:
+    """The prompt for a scene's things: its full caption, or with join " | " each thing its own prompt, or
+    (relational) two things in one another's terms ("a large blue square above a small yellow triangle")."""
+    return relational_caption(things) if relational else join.join(full_caption([t]) for t in things)
 
 
 def scene_variants(things: tuple, i: int, attribute: str) -> list[str]:
@@ -185,6 +189,9 @@ def main() -> None:
     parser.add_argument("--join", default=" and ",
                         help="what joins a two-shape prompt's things: ' and ' (as captioned), or ' | ' (each its own "
                              "prompt, the engine's syntax)")
+    parser.add_argument("--relational", action="store_true",
+                        help="word each two-shape prompt in its things' own terms ('a large blue square above a "
+                             "small yellow triangle') instead of joining them; needs --things 2")
     parser.add_argument("--shapes", help="only the prompts (of the --prompts) of these shapes, e.g. star,cross")
     parser.add_argument("--start", choices=("preset", "scene"), default="preset",
                         help="scene: start each loop from its prompt's thing drawn cleanly on grey (init_image): "
@@ -201,18 +208,25 @@ def main() -> None:
     parser.add_argument("--judge", default="shapes-judge",
                         help="the CLIP that scores and never guides: a name or ARCH=FILE (e.g. a retrained judge)")
     args = parser.parse_args()
+    if args.relational and args.things != 2:
+        parser.error("--relational words two-shape prompts: add --things 2")
     torch.set_num_threads(args.threads)
     things = list(enumerate(read_prompts(args.prompts_file) if args.prompts_file  # a bad file stops it here
-                            else prompts(args.prompts, args.split, args.things)))
+                            else [(t, None) for t in prompts(args.prompts, args.split, args.things)]))
+    # each prompt's things and its text: a file's line as written, else worded from the things
+    things = [(p, t, text or prompt_text(t, args.join, args.relational)) for p, (t, text) in things]
     models = ModelCache("cpu")
     judge = models.clips(args.judge)[0][0]
     if args.shapes:
-        things = [(p, t) for p, t in things if t[0].shape in args.shapes.split(",")]
+        things = [(p, t, text) for p, t, text in things if t[0].shape in args.shapes.split(",")]
     if args.seen_colours:
-        things = [(p, (seen_colour(t[0]), *t[1:])) for p, t in things]
+        if args.prompts_file:
+            parser.error("--seen-colours rewrites generated prompts, not a --prompts-file")
+        recoloured = [(p, (seen_colour(t[0]), *t[1:])) for p, t, _ in things]
+        things = [(p, t, prompt_text(t, args.join, args.relational)) for p, t in recoloured]
     starts = tempfile.TemporaryDirectory()
     print(f"{len(things)} {args.prompts_file or args.split} prompts x {args.seeds} seeds, "
-          f"e.g. {prompt_text(things[0][1], args.join)!r}; torch threads {args.threads}; VQGAN {args.vqgan}, "
+          f"e.g. {things[0][2]!r}; torch threads {args.threads}; VQGAN {args.vqgan}, "
           f"CLIP {args.clip}, judge {args.judge}")
     print("| preset | steps | checker colour | shape | position | size | all | judge colour | shape | position "
           "| guide colour | shape | position | shape IoU | s/image |")
@@ -224,8 +238,7 @@ def main() -> None:
         settings.update(overrides(args.set))
         tallies = {k: [] for k in ("checker", "judge", "guide")}
         seconds = []
-        for p, scene_things in things:
-            text = prompt_text(scene_things, args.join)
+        for p, scene_things, text in things:
             if args.start == "scene":
                 settings["init_image"] = f"{starts.name}/{p}.png"
                 render(list(scene_things), START_BACKGROUND).save(settings["init_image"])

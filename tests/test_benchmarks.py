@@ -71,6 +71,10 @@ def test_quality_benchmark_reads_clean_one_and_two_shape_scenes_right_and_a_swap
             assert row[13] == "-"  # graded for one thing only
             assert [a.colour != b.colour for a, b in quality.prompts(4, "heldout", 2)] == [True] * 4
             assert _row(run(*args, "--rescore", str(swapped)), "shapes")[2] == "0%"
+            # worded "A above B": the same things, so the same clean images score the same
+            out = run(*args, "--relational", "--rescore", str(good))
+            assert any(f" {w} " in out.splitlines()[0] for w in ("above", "below", "to the left of", "to the right of"))
+            assert _row(out, "shapes")[2:5] == ["100%", "100%", "100%"]
 
 
 def test_quality_benchmark_generates_a_two_shape_prompt_and_names_captions_differing_in_one_thing():
@@ -83,6 +87,10 @@ def test_quality_benchmark_generates_a_two_shape_prompt_and_names_captions_diffe
     out = run("benchmarks/quality.py", "--prompts", "1", "--seeds", "1", "--presets", "shapes", "--things", "2",
               "--steps", "2", "--set", "starts=1", "--join", " | ")
     assert " | " in out.splitlines()[0] and float(_row(out, "shapes")[-1]) > 0  # seconds per image
+    assert quality.prompt_text(scene, relational=True) == quality.relational_caption(scene)
+    done = subprocess.run([sys.executable, "benchmarks/quality.py", "--relational"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 2 and "--relational words two-shape prompts: add --things 2" in done.stderr
 
 
 def test_quality_benchmark_judges_your_own_prompts_file_and_names_a_line_it_cannot_read(tmp_path):
@@ -92,7 +100,8 @@ def test_quality_benchmark_judges_your_own_prompts_file_and_names_a_line_it_cann
     from generator.shapes.world import parse_caption, render
 
     captions = ["a large red circle on the left", "# a comment", "", "a small white star at the top",
-                "a large purple cross at the bottom and a small green square at the top"]
+                "a large purple cross at the bottom and a small green square at the top",
+                "a small blue square to the left of a large yellow triangle"]
     (tmp_path / "mine.txt").write_text("\n".join(captions) + "\n")
     good = tmp_path / "good"
     good.mkdir()
@@ -101,7 +110,7 @@ def test_quality_benchmark_judges_your_own_prompts_file_and_names_a_line_it_cann
     judge = "vqclip-shapes-judge-rn=generator/pretrained/shapes/clip_shapes_judge.safetensors"
     out = run("benchmarks/quality.py", "--prompts-file", str(tmp_path / "mine.txt"), "--seeds", "1",
               "--presets", "shapes", "--judge", judge, "--rescore", str(good))
-    assert out.startswith(f"3 {tmp_path / 'mine.txt'} prompts") and judge in out.splitlines()[0]
+    assert out.startswith(f"4 {tmp_path / 'mine.txt'} prompts") and judge in out.splitlines()[0]
     row = _row(out, "shapes")
     assert row[2:5] == ["100%", "100%", "100%"] and row[7:10] == ["100%", "100%", "100%"]  # checker, judge
 

@@ -49,7 +49,8 @@ from generator.vit import _block
 from . import backdrops, loop_negatives, path
 from .budget import Budget
 from .world import (COLOURS, HELD_OUT, PALETTE, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, World, caption_for,
-                    full_caption, muted_background, redrawn_off_palette, to_tensor, wording)
+                    full_caption, muted_background, redrawn_off_palette, relation, relational_caption, to_tensor,
+                    wording)
 
 NEGATIVE_KINDS = ("shuffle", "confetti", "vqgan", "blobs", "loop")
 
@@ -215,18 +216,30 @@ def adversarial(clip, x: torch.Tensor, txt: torch.Tensor, tokens: torch.Tensor, 
     return (x + delta).clamp(0, 1).detach()
 
 
-def altered_captions(world: World, start: int, scenes, rng: random.Random) -> list[str]:
+def altered_captions(world: World, start: int, scenes, rng: random.Random, swap_places: bool = False) -> list[str]:
     """For each scene (scenes start, start+1, ... of `world`), three captions in its own template with one
     attribute of its first thing changed: position (shape when the caption leaves position out), shape,
     colour. In a random batch colour alone tells most captions apart, so without these, shape and
     position are barely learnt. In the train split no changed caption names a held-out colour/shape pair:
-    those must never be seen, not even as negatives."""
+    those must never be seen, not even as negatives. A two-thing scene captioned in one another's terms
+    ("above"), or with `swap_places` any two-thing caption that names places, has its position changed by
+    the two things swapping places: what tells the scene from its mirror is which thing is where."""
     values = {"colour": COLOURS, "shape": SHAPES, "position": tuple(POSITIONS)}
     out = []
     for i, s in enumerate(scenes, start):
         first, rest = s.things[0], list(s.things[1:])
         mentioned = POSITION_PHRASES[first.position] in s.caption
-        for attribute in ("position" if mentioned else "shape", "shape", "colour"):
+        relational = world.relational_at(i) is not None and relation(s.things)
+        # two things of one colour and shape read the same swapped (a false negative): changed otherwise
+        tellable = len(s.things) == 2 and (first.colour, first.shape) != (rest[0].colour, rest[0].shape)
+        if tellable and (relational or (swap_places and mentioned)):  # "above" -> "below"
+            swapped = [dataclasses.replace(first, position=rest[0].position),
+                       dataclasses.replace(rest[0], position=first.position)]
+            out.append(world.recaption(i, swapped))
+            attributes = ("shape", "colour")
+        else:
+            attributes = ("position" if mentioned else "shape", "shape", "colour")
+        for attribute in attributes:
             taken = {getattr(t, attribute) for t in rest} if attribute == "position" else set()
             options = [v for v in values[attribute] if v != getattr(first, attribute) and v not in taken]
             if world.split == "train" and attribute != "position":
@@ -279,17 +292,18 @@ def recoloured(world: World, index: int, scene, fraction: float):
 
 
 def render_cache(n: int, seed: int, tokenizer, vqgan: str | None, pool: int = 2048, split: str = "train",
-                 recolour: float = 0.0) -> dict:
+                 recolour: float = 0.0, relational: float = 0.0, swap_places: bool = False) -> dict:
     """n training scenes of World(split, seed) as uint8 [n, 64, 64, 3], their tokenized captions [n, L]
     and hard text negatives [n, 3, L] (`altered_captions`; a fraction `recolour` of them `recoloured`),
-    and pools of negative images."""
-    world, rng = World(split, seed=seed), random.Random(seed)
+    and pools of negative images. `relational`: World's fraction of two-thing scenes captioned in one
+    another's terms; `swap_places`: see `altered_captions`."""
+    world, rng = World(split, seed=seed, relational=relational), random.Random(seed)
     images, captions, hard = np.empty((n, 64, 64, 3), np.uint8), [], []
     for start in range(0, n, 1000):
         batch, scenes = world.batch(start, min(1000, n - start))
         images[start:start + len(batch)] = batch
         captions += [s.caption for s in scenes]
-        hard += altered_captions(world, start, scenes, rng)
+        hard += altered_captions(world, start, scenes, rng, swap_places)
         for i, scene in enumerate(scenes, start):
             redrawn = recoloured(world, i, scene, recolour) if recolour else None
             if redrawn:
@@ -318,14 +332,16 @@ def vqgan_tag(vqgan: str) -> str:
 
 
 def load_cache(directory: Path, n: int, seed: int, tokenizer, vqgan: str | None, split: str = "train",
-               recolour: float = 0.0) -> dict:
+               recolour: float = 0.0, relational: float = 0.0, swap_places: bool = False) -> dict:
     path = directory / (f"shapes_{split}_v2_seed{seed}_{n}{f'_vqgan-{vqgan_tag(vqgan)}' if vqgan else ''}"
-                        f"{f'_recolour{recolour:g}' if recolour else ''}.pt")
+                        f"{f'_recolour{recolour:g}' if recolour else ''}"
+                        f"{f'_relational{relational:g}' if relational else ''}{'_swap' if swap_places else ''}.pt")
     if path.is_file():
         cache = torch.load(path)
     else:
         start = time.time()
-        cache = render_cache(n, seed, tokenizer, vqgan, split=split, recolour=recolour)
+        cache = render_cache(n, seed, tokenizer, vqgan, split=split, recolour=recolour, relational=relational,
+                             swap_places=swap_places)
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(cache, path)
         print(f"rendered {n} scenes into {path} in {time.time() - start:.0f}s", flush=True)
@@ -338,11 +354,16 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
           pairs: dict | None = None, n_pair: int = 8, pair_weight: float = 0.0, attack=None, attack_n: int = 4,
           attack_weight: float = 0.0, noise_sigma: float = 0.0, path_weight: float = 0.0, n_path: int = 8,
           path_things: bool = False, backgrounds: float = 0.0, contrast_weight: float = 0.0,
-          tint_weight: float = 0.0):
+          tint_weight: float = 0.0, text_only: bool = False):
+    """text_only: train the text tower alone; the image tower (and so every pixel gradient it gives the loop
+    for a given text embedding) and the logit scale stay as they are."""
     torch.manual_seed(seed)
     gen, rng = torch.Generator().manual_seed(seed), random.Random(seed)
     model = clip.model.train().requires_grad_(True)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    if text_only:
+        model.visual.requires_grad_(False)
+        model.logit_scale.requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.05)
     images, tokens, hard = cache["images"], cache["tokens"], cache["hard"]
     colour_ids = clip.tokenizer(list(COLOURS))[:, 1]  # each colour word is one token
     kinds = [k for k in negatives if k != "none"]
@@ -445,6 +466,18 @@ def variants(thing, attribute: str) -> list[str]:
 
 
 @torch.no_grad()
+def relation_top1(clip, n: int = 200, seed: int = 0) -> float:
+    """How often a held-out two-thing scene's relational caption ("a large blue square above a small yellow
+    triangle") scores it above the same caption with the relation turned round ("... below ...")."""
+    clip.model.eval()
+    images, scenes = World("heldout", seed=seed, two_shape_fraction=1.0).batch(0, n)
+    img = F.normalize(clip.encode_image(to_tensor(images)), dim=-1)
+    right = F.normalize(clip.encode_text([relational_caption(s.things) for s in scenes]), dim=-1)
+    turned = F.normalize(clip.encode_text([relational_caption(s.things[::-1]) for s in scenes]), dim=-1)
+    return float(((img * right).sum(1) > (img * turned).sum(1)).float().mean())
+
+
+@torch.no_grad()
 def evaluate(clip, n: int = 300, seed: int = 0) -> dict:
     """Held-out caption retrieval top-1 (among the unique captions of n held-out scenes), per-attribute
     top-1 among captions differing in that attribute only (one-shape scenes), and how often a caption
@@ -513,6 +546,14 @@ def main() -> None:
                              "which scores held-out prompts and guides nothing")
     parser.add_argument("--recolour", type=float, default=0.0,
                         help="fraction of scenes redrawn off the palette and captioned without colour words")
+    parser.add_argument("--swap-places", action="store_true",
+                        help="a two-thing caption's position negative is the two things swapped ('a red star on the "
+                             "right and a blue circle on the left'): teaches which thing is where")
+    parser.add_argument("--text-only", action="store_true",
+                        help="train the text tower alone (e.g. to teach a guide new wording without moving its image tower)")
+    parser.add_argument("--relational", type=float, default=0.0,
+                        help="fraction of two-thing scenes captioned in one another's terms ('a blue square above "
+                             "a yellow triangle'); 0 leaves every caption as before")
     parser.add_argument("--init", help="fine-tune from this checkpoint")
     parser.add_argument("--loop-negatives", type=Path, nargs="+",
                         help="files of generator.shapes.loop_negatives: adds the 'loop' negatives")
@@ -571,7 +612,8 @@ def main() -> None:
         state = {k: v.float() for k, v in read_state_dict(args.init).items()} if args.init else None
         clip = build_clip(args.arch, state, seed=args.seed)
         cache = load_cache(args.cache_dir, args.scenes, args.data_seed, clip.tokenizer,
-                           args.vqgan if "vqgan" in negatives else None, args.split, args.recolour)
+                           args.vqgan if "vqgan" in negatives else None, args.split, args.recolour, args.relational,
+                           args.swap_places)
         if "blobs" in negatives:
             add_blobs(cache, args.data_seed)
         pairs = None
@@ -590,7 +632,7 @@ def main() -> None:
               pair_weight=args.pair_weight, attack_n=args.attack_n, attack_weight=args.attack_weight,
               noise_sigma=args.noise_sigma, path_weight=args.path_weight, n_path=args.n_path,
               path_things=args.path_things, backgrounds=args.backgrounds, contrast_weight=args.contrast_weight,
-              tint_weight=args.tint_weight,
+              tint_weight=args.tint_weight, text_only=args.text_only,
               attack=LoopAttack(load_vqgan(args.vqgan)[0], args.attack_steps, seed=args.seed)
               if args.attack_weight else None)
         if pairs is not None:
@@ -601,6 +643,7 @@ def main() -> None:
             print(f"faint fade above the turned-round one: {heldout_order(clip, path.tint_order):.1%}", flush=True)
         print("saved", save(clip, args.arch, args.out), flush=True)
     print("held-out:", evaluate(clip), flush=True)
+    print(f"held-out relation (caption above the one turned round): {relation_top1(clip):.1%}", flush=True)
 
 
 if __name__ == "__main__":

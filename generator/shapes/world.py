@@ -32,6 +32,9 @@ POSITIONS = {"left": (17, 32), "right": (47, 32), "top": (32, 17), "bottom": (32
 POSITION_PHRASES = {"left": "on the left", "right": "on the right", "top": "at the top",
                     "bottom": "at the bottom", "centre": "in the centre"}
 PAIRS = (("left", "right"), ("top", "bottom"))
+# "a blue square above a yellow triangle": the first-named thing's position, then the other's
+RELATIONS = {"above": ("top", "bottom"), "below": ("bottom", "top"), "to the left of": ("left", "right"),
+             "to the right of": ("right", "left")}
 # One shape per colour is never drawn in that colour in training: 8 of the 40 colour/shape pairs.
 HELD_OUT = frozenset((c, SHAPES[(2 * i + 1) % len(SHAPES)]) for i, c in enumerate(COLOURS))
 SPLITS = ("train", "heldout", "all")  # "all": any pair (for the judge, which must know every one)
@@ -72,29 +75,68 @@ def full_caption(things) -> str:
     return " and ".join(parts)
 
 
+def relation(things) -> str | None:
+    """The word that places two things' first against its second ("above"), None unless they are a pair."""
+    if len(things) != 2:
+        return None
+    return next((word for word, places in RELATIONS.items() if places == (things[0].position, things[1].position)),
+                None)
+
+
+def relational_caption(things, with_size: bool = True) -> str:
+    """Two things of a pair in one another's terms: "a large blue square above a small yellow triangle"."""
+    word = relation(things)
+    if word is None:
+        raise ValueError(f"{things!r}: a relational caption needs two things on opposite sides")
+    a, b = (t.phrase(with_size, with_position=False) for t in things)
+    return f"{article(a)} {a} {word} {article(b)} {b}"
+
+
+def _relational_parts(text: str) -> tuple[list[str], tuple[str, str]] | None:
+    """(['a blue square', 'a yellow triangle'], ('top', 'bottom')) for "a blue square above a yellow triangle"."""
+    for word, places in RELATIONS.items():
+        head, sep, tail = text.partition(f" {word} ")
+        if sep and " and " not in text:
+            return [head, tail], places
+    return None
+
+
+def _parse_thing(part: str, position: str | None) -> Thing:
+    """One thing: '[a] SIZE COLOUR SHAPE POSITION', or without the POSITION when `position` is given."""
+    words = part.split()
+    if words[:1] in (["a"], ["an"]):
+        words = words[1:]
+    if len(words) < 3:
+        form = "'[a] SIZE COLOUR SHAPE', e.g. 'a large red circle'" if position else \
+            "'[a] SIZE COLOUR SHAPE POSITION', e.g. 'a large red circle on the left'"
+        raise ValueError(f"{part!r}: expected {form}")
+    size, colour, shape, rest = words[0], words[1], words[2], " ".join(words[3:])
+    for value, allowed, what in ((size, SIZES, "size"), (colour, COLOURS, "colour"), (shape, SHAPES, "shape")):
+        if value not in allowed:
+            raise ValueError(f"{part!r}: {value!r} is not a {what} of the shapes world ({', '.join(allowed)})")
+    if position and rest:
+        raise ValueError(f"{part!r}: {rest!r} after the shape; the relation already places it")
+    if not position:
+        position = {phrase: name for name, phrase in POSITION_PHRASES.items()}.get(rest.replace("center", "centre"))
+    if position is None:
+        where = f"{rest!r} is not a position" if rest else "no position"
+        raise ValueError(f"{part!r}: {where} ({', '.join(POSITION_PHRASES.values())})")
+    return Thing(colour, shape, size, position)
+
+
 def parse_caption(text: str) -> tuple[Thing, ...]:
     """The things of a full caption ("a large red circle on the left and a small blue star at the top"),
-    the inverse of `full_caption`, so that the checker can judge a user's own prompt. Raises ValueError
-    naming the part it cannot read: every thing needs a size, a colour, a shape and a position."""
-    things = []
-    for part in text.strip().lower().split(" and "):
-        words = part.split()
-        if words[:1] in (["a"], ["an"]):
-            words = words[1:]
-        if len(words) < 3:
-            raise ValueError(f"{part!r}: expected '[a] SIZE COLOUR SHAPE POSITION', "
-                             f"e.g. 'a large red circle on the left'")
-        size, colour, shape, rest = words[0], words[1], words[2], " ".join(words[3:])
-        for value, allowed, what in ((size, SIZES, "size"), (colour, COLOURS, "colour"), (shape, SHAPES, "shape")):
-            if value not in allowed:
-                raise ValueError(f"{part!r}: {value!r} is not a {what} of the shapes world ({', '.join(allowed)})")
-        position = {phrase: name for name, phrase in POSITION_PHRASES.items()}.get(rest.replace("center", "centre"))
-        if position is None:
-            where = f"{rest!r} is not a position" if rest else "no position"
-            raise ValueError(f"{part!r}: {where} ({', '.join(POSITION_PHRASES.values())})")
-        things.append(Thing(colour, shape, size, position))
+    the inverse of `full_caption`, so that the checker can judge a user's own prompt; also two things in
+    one another's terms (`relational_caption`: "a large blue square above a small yellow triangle"). Raises
+    ValueError naming the part it cannot read: every thing needs a size, a colour, a shape and a position."""
+    text = " ".join(text.strip().lower().split())
+    relational = _relational_parts(text)
+    if relational:
+        things = [_parse_thing(part, place) for part, place in zip(*relational)]
+    else:
+        things = [_parse_thing(part, None) for part in text.split(" and ")]
     if len(things) > 2 or (len(things) == 2 and {t.position for t in things} not in [set(p) for p in PAIRS]):
-        raise ValueError(f"{text.strip()!r}: the shapes world draws one thing, or two on the left and right or "
+        raise ValueError(f"{text!r}: the shapes world draws one thing, or two on the left and right or "
                          f"at the top and bottom")
     return tuple(things)
 
@@ -188,10 +230,27 @@ def draw_shape(draw: ImageDraw.ImageDraw, shape: str, x: float, y: float, r: flo
 class World:
     """Scene `i` of a split is a pure function of (split, seed, i)."""
 
-    def __init__(self, split: str = "train", seed: int = 0, two_shape_fraction: float = 0.3):
+    def __init__(self, split: str = "train", seed: int = 0, two_shape_fraction: float = 0.3,
+                 relational: float = 0.0):
+        """relational: the fraction of two-thing scenes captioned in one another's terms ("a blue square
+        above a yellow triangle"), drawn apart from the rest of the scene, so 0 keeps every caption as it was."""
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
-        self.split, self.seed, self.two = split, seed, two_shape_fraction
+        if not 0.0 <= relational <= 1.0:
+            raise ValueError(f"relational must be a fraction in [0, 1], got {relational}")
+        self.split, self.seed, self.two, self.relational = split, seed, two_shape_fraction, relational
+
+    def relational_at(self, index: int) -> bool | None:
+        """None when scene `index` is captioned as usual, else whether its relational caption names sizes."""
+        if not self.relational:
+            return None
+        rng = random.Random(f"relational:{self.split}:{self.seed}:{index}")
+        return rng.random() < 0.5 if rng.random() < self.relational else None
+
+    def _caption(self, index: int, things, rng: random.Random) -> str:
+        caption = caption_for(things, rng)  # drawn always, so that the scene's other draws stay as they were
+        with_size = self.relational_at(index) if relation(things) else None
+        return caption if with_size is None else relational_caption(things, with_size)
 
     def _thing(self, rng: random.Random, position: str, held: bool | None) -> Thing:
         while True:
@@ -213,7 +272,7 @@ class World:
         rng = random.Random(f"{self.split}:{self.seed}:{index}")
         things = self.things(rng)
         background = muted_background(rng)
-        caption = caption_for(things, rng)
+        caption = self._caption(index, things, rng)
         return Scene(things, background, caption, render(things, background, rng))
 
     def recaption(self, index: int, things) -> str:
@@ -221,7 +280,7 @@ class World:
         rng = random.Random(f"{self.split}:{self.seed}:{index}")
         self.things(rng)
         muted_background(rng)
-        return caption_for(things, rng)
+        return self._caption(index, things, rng)
 
     def batch(self, start: int, n: int) -> tuple[np.ndarray, list[Scene]]:
         """Scenes start..start+n-1 as a uint8 [n, 64, 64, 3] array and their records."""

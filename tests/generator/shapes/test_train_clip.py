@@ -6,7 +6,7 @@ import torch
 
 from generator.clip import build_clip
 from generator.shapes.train_clip import altered_captions, contrastive_loss, encode_text, noised, tokenize
-from generator.shapes.world import HELD_OUT, World
+from generator.shapes.world import HELD_OUT, POSITION_PHRASES, World
 
 
 def test_text_encoder_on_truncated_tokens_matches_open_clip():
@@ -302,3 +302,53 @@ def test_a_cache_of_images_decoded_by_one_vqgan_is_never_read_for_another(tmp_pa
     with pytest.raises(Exception) as raised:  # b has no pool yet: it is decoded (and b is no checkpoint)
         load_cache(cache_dir, 8, 0, build_clip("vqclip-shapes-judge", None, seed=3).tokenizer, str(b), recolour=0.5)
     assert "b.safetensors" in str(raised.value)
+
+
+def test_a_relational_scenes_first_hard_caption_turns_the_relation_round_and_the_others_keep_it():
+    """"a blue square above a yellow triangle" -> "a blue square below a yellow triangle" (the two swap
+    places), then the shape and the colour of the first thing changed in the same relation; with
+    swap_places the same for two things joined by "and" that name their places."""
+    from generator.shapes.world import relation
+
+    world = World("train", seed=4, relational=1.0)
+    _, scenes = world.batch(0, 60)
+    altered = altered_captions(world, 0, scenes, random.Random(0))
+    pairs = [(s, altered[3 * i:3 * i + 3]) for i, s in enumerate(scenes)
+             if len(s.things) == 2 and (s.things[0].colour, s.things[0].shape) != (s.things[1].colour, s.things[1].shape)]
+    assert len(pairs) > 5
+    for s, (turned, *others) in pairs:
+        word = relation(s.things)
+        assert turned.replace(f" {relation(s.things[::-1])} ", f" {word} ") == s.caption and turned != s.caption
+        for text in others:
+            assert f" {word} " in text and text != s.caption and len(text.split()) == len(s.caption.split())
+
+
+def test_text_only_training_moves_the_text_tower_and_leaves_the_image_tower_and_scale_as_they_were(tmp_path):
+    from generator.shapes.train_clip import render_cache, train
+
+    clip = build_clip("vqclip-shapes-judge", None, seed=3)
+    cache = render_cache(64, 0, clip.tokenizer, None, pool=64, relational=1.0)
+    before = {k: v.clone() for k, v in clip.model.state_dict().items()}
+    train(clip, cache, 0, 16, 4, ["shuffle", "confetti"], 0, 1e-3, 3, 0, tmp_path / "m", "vqclip-shapes-judge",
+          hard_weight=1.0, steps=2, text_only=True)
+    after = clip.model.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(not k.startswith("visual.") and k != "logit_scale" for k in moved)
+    assert "text_projection" in moved and "token_embedding.weight" in moved
+
+
+
+def test_swap_places_makes_a_two_thing_captions_position_negative_its_mirror():
+    """With swap_places, "a red star on the left and a blue circle on the right" gets "a red star on the
+    right and a blue circle on the left"; without it the negatives are as they always were."""
+    world = World("train", seed=4)
+    _, scenes = world.batch(0, 80)
+    unchanged = altered_captions(world, 0, scenes, random.Random(0))
+    swapped = altered_captions(world, 0, scenes, random.Random(0), swap_places=True)
+    named = [(s, swapped[3 * i], unchanged[3 * i]) for i, s in enumerate(scenes) if len(s.things) == 2
+             and s.things[0].colour != s.things[1].colour and POSITION_PHRASES[s.things[0].position] in s.caption]
+    assert len(named) > 3
+    for s, text, before in named:
+        here, there = (POSITION_PHRASES[t.position] for t in s.things)
+        assert s.caption.index(here) < s.caption.index(there) and text.index(there) < text.index(here)
+        assert sorted(text.split()) == sorted(s.caption.split()) and before != text

@@ -4,7 +4,8 @@ import numpy as np
 from generator.shapes.checker import MIN_IOU, check_scene, read_scene, shape_overlap
 import pytest
 
-from generator.shapes.world import HELD_OUT, PALETTE, Thing, World, full_caption, parse_caption, render
+from generator.shapes.world import (HELD_OUT, PALETTE, POSITION_PHRASES, Thing, World, full_caption, parse_caption,
+                                   relation, relational_caption, render)
 
 
 def test_same_index_same_scene():
@@ -128,3 +129,54 @@ def test_parse_caption_reads_back_every_full_caption_the_world_writes():
 def test_parse_caption_names_what_it_cannot_read(caption, named):
     with pytest.raises(ValueError, match=named.replace("(", r"\(")):
         parse_caption(caption)
+
+
+def test_relational_captions_place_two_things_in_one_anothers_terms_and_parse_back():
+    """World(relational=f) words a fraction f of its two-thing scenes "a blue square above a yellow
+    triangle"; every other draw of the scene is as before, so relational=0 leaves the world unchanged."""
+    plain, worded = World("train", seed=4), World("train", seed=4, relational=1.0)
+    relational = 0
+    for i in range(80):
+        a, b = plain.scene(i), worded.scene(i)
+        assert a.things == b.things and a.background == b.background
+        assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+        if len(b.things) == 2:
+            relational += 1
+            word = relation(b.things)
+            assert f" {word} " in b.caption and " and " not in b.caption
+            assert not any(phrase in b.caption for phrase in POSITION_PHRASES.values())
+            if all(t.size in b.caption for t in b.things):  # the sizes named: a full caption of its own
+                assert parse_caption(b.caption) == b.things
+            assert worded.recaption(i, b.things) == b.caption
+        else:
+            assert b.caption == a.caption
+    assert relational > 10
+    half = [World("train", seed=4, relational=0.5).scene(i) for i in range(200)]
+    share = np.mean([" and " not in s.caption for s in half if len(s.things) == 2])
+    assert 0.3 < share < 0.7
+    with pytest.raises(ValueError, match="relational must be a fraction"):
+        World("train", relational=1.5)
+
+
+@pytest.mark.parametrize("caption, things", [
+    ("a large blue square above a small yellow triangle",
+     (Thing("blue", "square", "large", "top"), Thing("yellow", "triangle", "small", "bottom"))),
+    ("A small red circle  below a large green cross",
+     (Thing("red", "circle", "small", "bottom"), Thing("green", "cross", "large", "top"))),
+    ("a large white star to the left of a large black square",
+     (Thing("white", "star", "large", "left"), Thing("black", "square", "large", "right"))),
+    ("an small orange cross to the right of a small purple circle",
+     (Thing("orange", "cross", "small", "right"), Thing("purple", "circle", "small", "left"))),
+])
+def test_parse_caption_reads_relational_captions(caption, things):
+    assert parse_caption(caption) == things
+    assert relational_caption(things) == " ".join(caption.lower().split()).replace("an small", "a small")
+
+
+def test_a_relational_caption_without_sizes_is_named_and_one_thing_cannot_be_placed_by_another():
+    with pytest.raises(ValueError, match="'a blue square': expected '\\[a\\] SIZE COLOUR SHAPE',"):
+        parse_caption("a blue square above a yellow triangle")
+    with pytest.raises(ValueError, match="opposite sides"):
+        relational_caption((Thing("blue", "square", "large", "top"), Thing("red", "star", "small", "left")))
+    with pytest.raises(ValueError, match="'on the left' after the shape"):
+        parse_caption("a large blue square on the left above a small yellow triangle")
