@@ -43,10 +43,19 @@ def path_similarities(image_emb: torch.Tensor, caption_emb: torch.Tensor) -> tor
     return (F.normalize(image_emb, dim=-1).view(-1, *c.shape) * c).sum(-1)
 
 
-def path_loss(image_emb: torch.Tensor, caption_emb: torch.Tensor, scale) -> torch.Tensor:
-    """Logistic ranking of each level above the one before it, for each scene's own caption."""
-    s = path_similarities(image_emb, caption_emb)
+def ranked_loss(s: torch.Tensor, scale) -> torch.Tensor:
+    """Logistic ranking of each level's similarity ([levels, n]) above the one before it."""
     return F.softplus(-scale * (s[1:] - s[:-1])).mean()
+
+
+def in_order(s: torch.Tensor) -> float:
+    """How often a level's similarity ([levels, n]) is above the one before it (chance 50%)."""
+    return (s[1:] > s[:-1]).float().mean().item()
+
+
+def path_loss(image_emb: torch.Tensor, caption_emb: torch.Tensor, scale) -> torch.Tensor:
+    """Each scene's way in (`path_views`), every level ranked above the one before, for its own caption."""
+    return ranked_loss(path_similarities(image_emb, caption_emb), scale)
 
 
 def tint_views(x: torch.Tensor) -> torch.Tensor:
@@ -59,21 +68,17 @@ def tint_views(x: torch.Tensor) -> torch.Tensor:
 
 
 def tint_loss(image_emb: torch.Tensor, caption_emb: torch.Tensor, scale) -> torch.Tensor:
-    """Logistic ranking of each scene's faint fade above its turned-round one, for the scene's caption."""
-    s = path_similarities(image_emb, caption_emb)
-    return F.softplus(-scale * (s[0] - s[1])).mean()
+    """Each scene's faint fade ranked above its turned-round one (`tint_views`), for the scene's caption."""
+    return ranked_loss(path_similarities(image_emb, caption_emb).flip(0), scale)
 
 
 @torch.no_grad()
 def tint_order(encode_image, encode_text, images: torch.Tensor, tokens: torch.Tensor) -> float:
     """How often a caption scores its scene's faint fade above the turned-round fade (chance 50%)."""
-    s = path_similarities(encode_image(tint_views(images).flatten(0, 1)), encode_text(tokens))
-    return (s[0] > s[1]).float().mean().item()
+    return in_order(path_similarities(encode_image(tint_views(images).flatten(0, 1)), encode_text(tokens)).flip(0))
 
 
 @torch.no_grad()
 def path_order(encode_image, encode_text, images: torch.Tensor, tokens: torch.Tensor) -> float:
     """How often a caption scores a level of its scene's way in above the level before it (chance 50%)."""
-    views = path_views(images)
-    s = path_similarities(encode_image(views.flatten(0, 1)), encode_text(tokens))
-    return (s[1:] > s[:-1]).float().mean().item()
+    return in_order(path_similarities(encode_image(path_views(images).flatten(0, 1)), encode_text(tokens)))
