@@ -49,8 +49,8 @@ from generator.vit import _block
 from . import backdrops, loop_negatives, path
 from .budget import Budget
 from .world import (COLOURS, HELD_OUT, PALETTE, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, World, caption_for,
-                    full_caption, muted_background, redrawn_off_palette, relation, relational_caption, to_tensor,
-                    wording)
+                    full_caption, muted_background, redrawn_off_palette, relation, relational_caption, render,
+                    to_tensor, wording)
 
 NEGATIVE_KINDS = ("shuffle", "confetti", "vqgan", "blobs", "loop")
 
@@ -292,11 +292,12 @@ def recoloured(world: World, index: int, scene, fraction: float):
 
 
 def render_cache(n: int, seed: int, tokenizer, vqgan: str | None, pool: int = 2048, split: str = "train",
-                 recolour: float = 0.0, relational: float = 0.0, swap_places: bool = False) -> dict:
+                 recolour: float = 0.0, relational: float = 0.0, swap_places: bool = False,
+                 mirrors: bool = False) -> dict:
     """n training scenes of World(split, seed) as uint8 [n, 64, 64, 3], their tokenized captions [n, L]
     and hard text negatives [n, 3, L] (`altered_captions`; a fraction `recolour` of them `recoloured`),
     and pools of negative images. `relational`: World's fraction of two-thing scenes captioned in one
-    another's terms; `swap_places`: see `altered_captions`."""
+    another's terms; `swap_places`: see `altered_captions`; `mirrors`: `mirror_images` too."""
     world, rng = World(split, seed=seed, relational=relational), random.Random(seed)
     images, captions, hard = np.empty((n, 64, 64, 3), np.uint8), [], []
     for start in range(0, n, 1000):
@@ -308,13 +309,36 @@ def render_cache(n: int, seed: int, tokenizer, vqgan: str | None, pool: int = 20
             redrawn = recoloured(world, i, scene, recolour) if recolour else None
             if redrawn:
                 images[i], captions[i], hard[3 * i:3 * i + 3] = redrawn
+    if mirrors:
+        cache_mirrors = mirror_images(world, n, captions)
     cache = {"images": torch.from_numpy(images), "tokens": tokenize(tokenizer, captions),
              "hard": tokenize(tokenizer, hard).view(n, 3, -1), "confetti": torch.from_numpy(confetti(pool, rng))}
+    if mirrors:
+        cache["mirror"], cache["mirror_ok"] = cache_mirrors
     if vqgan:
         codes, gen = RandomCodes(vqgan), torch.Generator().manual_seed(seed)
         decoded = torch.cat([codes(64, gen) for _ in range(pool // 64)])
         cache["vqgan"] = decoded.mul(255).round().byte().permute(0, 2, 3, 1).contiguous()
     return cache
+
+
+def mirror_images(world: World, n: int, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each of the first n scenes whose caption (as trained) places two things of different colours or
+    shapes, the scene with the two swapped ([n, 64, 64, 3] uint8, zeros elsewhere) and which scenes have
+    one: the image a caption that says which thing is where must rank below its own scene."""
+    out, ok = np.zeros((n, 64, 64, 3), np.uint8), np.zeros(n, bool)
+    for i in range(n):
+        scene = world.scene(i)
+        if len(scene.things) != 2 or captions[i] != scene.caption:  # one thing, or recoloured
+            continue
+        a, b = scene.things
+        word = relation(scene.things)
+        placed = (word is not None and f" {word} " in scene.caption) or \
+            all(POSITION_PHRASES[t.position] in scene.caption for t in scene.things)
+        if placed and (a.colour, a.shape) != (b.colour, b.shape):
+            swapped = [dataclasses.replace(a, position=b.position), dataclasses.replace(b, position=a.position)]
+            out[i], ok[i] = np.asarray(render(swapped, scene.background, random.Random(f"mirror:{i}"))), True
+    return torch.from_numpy(out), torch.from_numpy(ok)
 
 
 def add_blobs(cache: dict, seed: int, pool: int = 2048) -> None:
@@ -332,16 +356,18 @@ def vqgan_tag(vqgan: str) -> str:
 
 
 def load_cache(directory: Path, n: int, seed: int, tokenizer, vqgan: str | None, split: str = "train",
-               recolour: float = 0.0, relational: float = 0.0, swap_places: bool = False) -> dict:
+               recolour: float = 0.0, relational: float = 0.0, swap_places: bool = False,
+               mirrors: bool = False) -> dict:
     path = directory / (f"shapes_{split}_v2_seed{seed}_{n}{f'_vqgan-{vqgan_tag(vqgan)}' if vqgan else ''}"
                         f"{f'_recolour{recolour:g}' if recolour else ''}"
-                        f"{f'_relational{relational:g}' if relational else ''}{'_swap' if swap_places else ''}.pt")
+                        f"{f'_relational{relational:g}' if relational else ''}{'_swap' if swap_places else ''}"
+                        f"{'_mirrors' if mirrors else ''}.pt")
     if path.is_file():
         cache = torch.load(path)
     else:
         start = time.time()
         cache = render_cache(n, seed, tokenizer, vqgan, split=split, recolour=recolour, relational=relational,
-                             swap_places=swap_places)
+                             swap_places=swap_places, mirrors=mirrors)
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(cache, path)
         print(f"rendered {n} scenes into {path} in {time.time() - start:.0f}s", flush=True)
@@ -354,7 +380,7 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
           pairs: dict | None = None, n_pair: int = 8, pair_weight: float = 0.0, attack=None, attack_n: int = 4,
           attack_weight: float = 0.0, noise_sigma: float = 0.0, path_weight: float = 0.0, n_path: int = 8,
           path_things: bool = False, backgrounds: float = 0.0, contrast_weight: float = 0.0,
-          tint_weight: float = 0.0, text_only: bool = False):
+          tint_weight: float = 0.0, text_only: bool = False, mirror_weight: float = 0.0):
     """text_only: train the text tower alone; the image tower (and so every pixel gradient it gives the loop
     for a given text embedding) and the logit scale stay as they are."""
     torch.manual_seed(seed)
@@ -415,6 +441,11 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
             if len(named):
                 both = torch.cat([x[named], backdrops.greyed_things(x[named], gen)])
                 loss = loss + contrast_weight * jittered_pair_loss(clip, both, tokens[idx][named], scale, gen)
+        if mirror_weight:  # captions that place two things rank their scene above its mirror
+            placed = idx[cache["mirror_ok"][idx]][:n_pair]
+            if len(placed):
+                both = to_tensor(torch.cat([images[placed], cache["mirror"][placed]]).numpy())
+                loss = loss + mirror_weight * jittered_pair_loss(clip, both, tokens[placed], scale, gen)
         if path_weight:  # the first n_path scenes' way in from grey, each level jittered like a cutout
             views = jitter(path.path_views(x[:n_path], path_things).flatten(0, 1), gen)
             loss = loss + path_weight * path.path_loss(clip.encode_image(views), txt_emb[:n_path], scale)
@@ -549,6 +580,9 @@ def main() -> None:
     parser.add_argument("--swap-places", action="store_true",
                         help="a two-thing caption's position negative is the two things swapped ('a red star on the "
                              "right and a blue circle on the left'): teaches which thing is where")
+    parser.add_argument("--mirror-weight", type=float, default=0.0,
+                        help="weight of ranking each two-thing scene above its mirror (the things swapped) for its "
+                             "caption, where the caption places them; --n-pair scenes a step")
     parser.add_argument("--text-only", action="store_true",
                         help="train the text tower alone (e.g. to teach a guide new wording without moving its image tower)")
     parser.add_argument("--relational", type=float, default=0.0,
@@ -613,7 +647,7 @@ def main() -> None:
         clip = build_clip(args.arch, state, seed=args.seed)
         cache = load_cache(args.cache_dir, args.scenes, args.data_seed, clip.tokenizer,
                            args.vqgan if "vqgan" in negatives else None, args.split, args.recolour, args.relational,
-                           args.swap_places)
+                           args.swap_places, args.mirror_weight > 0)
         if "blobs" in negatives:
             add_blobs(cache, args.data_seed)
         pairs = None
@@ -632,7 +666,7 @@ def main() -> None:
               pair_weight=args.pair_weight, attack_n=args.attack_n, attack_weight=args.attack_weight,
               noise_sigma=args.noise_sigma, path_weight=args.path_weight, n_path=args.n_path,
               path_things=args.path_things, backgrounds=args.backgrounds, contrast_weight=args.contrast_weight,
-              tint_weight=args.tint_weight, text_only=args.text_only,
+              tint_weight=args.tint_weight, text_only=args.text_only, mirror_weight=args.mirror_weight,
               attack=LoopAttack(load_vqgan(args.vqgan)[0], args.attack_steps, seed=args.seed)
               if args.attack_weight else None)
         if pairs is not None:

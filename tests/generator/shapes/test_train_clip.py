@@ -3,10 +3,11 @@ import random
 
 import pytest
 import torch
+from PIL import Image
 
 from generator.clip import build_clip
 from generator.shapes.train_clip import altered_captions, contrastive_loss, encode_text, noised, tokenize
-from generator.shapes.world import HELD_OUT, POSITION_PHRASES, World
+from generator.shapes.world import HELD_OUT, POSITION_PHRASES, Thing, World
 
 
 def test_text_encoder_on_truncated_tokens_matches_open_clip():
@@ -352,3 +353,36 @@ def test_swap_places_makes_a_two_thing_captions_position_negative_its_mirror():
         here, there = (POSITION_PHRASES[t.position] for t in s.things)
         assert s.caption.index(here) < s.caption.index(there) and text.index(there) < text.index(here)
         assert sorted(text.split()) == sorted(s.caption.split()) and before != text
+
+
+def test_mirror_images_swap_two_placed_things_and_train_with_them(tmp_path):
+    """A two-thing scene whose caption places its things gets its mirror (the checker reads each thing at the
+    other's place); one-thing scenes, unplaced captions and look-alike pairs get none."""
+    from generator.shapes.checker import check_scene
+    from generator.shapes.train_clip import mirror_images, render_cache, train
+
+    world = World("train", seed=4, relational=0.5)
+    scenes = [world.scene(i) for i in range(60)]
+    mirror, ok = mirror_images(world, 60, [s.caption for s in scenes])
+    assert 5 < int(ok.sum()) < sum(len(s.things) == 2 for s in scenes) + 1
+    for i, s in enumerate(scenes):
+        if not ok[i]:
+            assert not mirror[i].any()
+            continue
+        a, b = s.things
+        swapped = (Thing(a.colour, a.shape, a.size, b.position), Thing(b.colour, b.shape, b.size, a.position))
+        image = Image.fromarray(mirror[i].numpy())
+        assert all(check_scene(image, swapped).values()) and not all(check_scene(image, s.things).values())
+    unplaced = [i for i, s in enumerate(scenes) if len(s.things) == 2 and not any(
+        p in s.caption for p in POSITION_PHRASES.values()) and not any(w in s.caption for w in ("above", "below", " of "))]
+    assert unplaced and not ok[unplaced].any()
+
+    weights = []
+    for mirror_weight in (0.0, 1.0):  # the same run with and without the mirrors
+        clip = build_clip("vqclip-shapes-judge", None, seed=3)
+        cache = render_cache(64, 0, clip.tokenizer, None, pool=64, relational=1.0, mirrors=True)
+        assert cache["mirror_ok"].any()
+        train(clip, cache, 0, 16, 4, ["shuffle"], 0, 1e-3, 3, 0, tmp_path / "m", "vqclip-shapes-judge", steps=2,
+              mirror_weight=mirror_weight, n_pair=8)
+        weights.append(clip.model.visual.conv1.weight.detach().clone())
+    assert not torch.equal(*weights)
