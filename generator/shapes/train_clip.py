@@ -314,7 +314,8 @@ def render_cache(n: int, seed: int, tokenizer, vqgan: str | None, pool: int = 20
     cache = {"images": torch.from_numpy(images), "tokens": tokenize(tokenizer, captions),
              "hard": tokenize(tokenizer, hard).view(n, 3, -1), "confetti": torch.from_numpy(confetti(pool, rng))}
     if mirrors:
-        cache["mirror"], cache["mirror_ok"] = cache_mirrors
+        cache["mirror"], cache["mirror_ok"], parts = cache_mirrors
+        cache["mirror_parts"] = tokenize(tokenizer, parts).view(n, 2, -1)
     if vqgan:
         codes, gen = RandomCodes(vqgan), torch.Generator().manual_seed(seed)
         decoded = torch.cat([codes(64, gen) for _ in range(pool // 64)])
@@ -322,13 +323,16 @@ def render_cache(n: int, seed: int, tokenizer, vqgan: str | None, pool: int = 20
     return cache
 
 
-def mirror_images(world: World, n: int, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+def mirror_images(world: World, n: int, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """For each of the first n scenes whose caption (as trained) places two things of different colours or
     shapes, the scene with the two swapped ([n, 64, 64, 3] uint8, zeros elsewhere) and which scenes have
-    one: the image a caption that says which thing is where must rank below its own scene."""
-    out, ok = np.zeros((n, 64, 64, 3), np.uint8), np.zeros(n, bool)
+    one: the image a caption that says which thing is where must rank below its own scene. Also each
+    scene's two things' own one-thing captions ("a large red star on the left"; 2n, the scene's caption
+    twice where there is no mirror): captions the text tower already tells from their mirror's."""
+    out, ok, parts = np.zeros((n, 64, 64, 3), np.uint8), np.zeros(n, bool), []
     for i in range(n):
         scene = world.scene(i)
+        parts += [full_caption([t]) for t in scene.things] if len(scene.things) == 2 else [captions[i]] * 2
         if len(scene.things) != 2 or captions[i] != scene.caption:  # one thing, or recoloured
             continue
         a, b = scene.things
@@ -338,7 +342,7 @@ def mirror_images(world: World, n: int, captions: list[str]) -> tuple[torch.Tens
         if placed and (a.colour, a.shape) != (b.colour, b.shape):
             swapped = [dataclasses.replace(a, position=b.position), dataclasses.replace(b, position=a.position)]
             out[i], ok[i] = np.asarray(render(swapped, scene.background, random.Random(f"mirror:{i}"))), True
-    return torch.from_numpy(out), torch.from_numpy(ok)
+    return torch.from_numpy(out), torch.from_numpy(ok), parts
 
 
 def add_blobs(cache: dict, seed: int, pool: int = 2048) -> None:
@@ -380,7 +384,7 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
           pairs: dict | None = None, n_pair: int = 8, pair_weight: float = 0.0, attack=None, attack_n: int = 4,
           attack_weight: float = 0.0, noise_sigma: float = 0.0, path_weight: float = 0.0, n_path: int = 8,
           path_things: bool = False, backgrounds: float = 0.0, contrast_weight: float = 0.0,
-          tint_weight: float = 0.0, text_only: bool = False, mirror_weight: float = 0.0):
+          tint_weight: float = 0.0, text_only: bool = False, mirror_weight: float = 0.0, mirror_parts: bool = False):
     """text_only: train the text tower alone; the image tower (and so every pixel gradient it gives the loop
     for a given text embedding) and the logit scale stay as they are."""
     torch.manual_seed(seed)
@@ -443,7 +447,11 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
                 loss = loss + contrast_weight * jittered_pair_loss(clip, both, tokens[idx][named], scale, gen)
         if mirror_weight:  # captions that place two things rank their scene above its mirror
             placed = idx[cache["mirror_ok"][idx]][:n_pair]
-            if len(placed):
+            if len(placed) and mirror_parts:  # for each thing's own caption: the image tower learns where is which
+                both = to_tensor(torch.cat([images[placed]] * 2 + [cache["mirror"][placed]] * 2).numpy())
+                parts = cache["mirror_parts"][placed].transpose(0, 1).flatten(0, 1)
+                loss = loss + mirror_weight * jittered_pair_loss(clip, both, parts, scale, gen)
+            elif len(placed):
                 both = to_tensor(torch.cat([images[placed], cache["mirror"][placed]]).numpy())
                 loss = loss + mirror_weight * jittered_pair_loss(clip, both, tokens[placed], scale, gen)
         if path_weight:  # the first n_path scenes' way in from grey, each level jittered like a cutout
@@ -583,6 +591,9 @@ def main() -> None:
     parser.add_argument("--mirror-weight", type=float, default=0.0,
                         help="weight of ranking each two-thing scene above its mirror (the things swapped) for its "
                              "caption, where the caption places them; --n-pair scenes a step")
+    parser.add_argument("--mirror-parts", action="store_true",
+                        help="--mirror-weight ranks for each thing's own caption ('a large red star on the left') "
+                             "instead of the scene's")
     parser.add_argument("--text-only", action="store_true",
                         help="train the text tower alone (e.g. to teach a guide new wording without moving its image tower)")
     parser.add_argument("--relational", type=float, default=0.0,
@@ -667,6 +678,7 @@ def main() -> None:
               noise_sigma=args.noise_sigma, path_weight=args.path_weight, n_path=args.n_path,
               path_things=args.path_things, backgrounds=args.backgrounds, contrast_weight=args.contrast_weight,
               tint_weight=args.tint_weight, text_only=args.text_only, mirror_weight=args.mirror_weight,
+              mirror_parts=args.mirror_parts,
               attack=LoopAttack(load_vqgan(args.vqgan)[0], args.attack_steps, seed=args.seed)
               if args.attack_weight else None)
         if pairs is not None:

@@ -7,7 +7,7 @@ from PIL import Image
 
 from generator.clip import build_clip
 from generator.shapes.train_clip import altered_captions, contrastive_loss, encode_text, noised, tokenize
-from generator.shapes.world import HELD_OUT, POSITION_PHRASES, Thing, World
+from generator.shapes.world import HELD_OUT, POSITION_PHRASES, Thing, World, full_caption
 
 
 def test_text_encoder_on_truncated_tokens_matches_open_clip():
@@ -363,7 +363,7 @@ def test_mirror_images_swap_two_placed_things_and_train_with_them(tmp_path):
 
     world = World("train", seed=4, relational=0.5)
     scenes = [world.scene(i) for i in range(60)]
-    mirror, ok = mirror_images(world, 60, [s.caption for s in scenes])
+    mirror, ok, parts = mirror_images(world, 60, [s.caption for s in scenes])
     assert 5 < int(ok.sum()) < sum(len(s.things) == 2 for s in scenes) + 1
     for i, s in enumerate(scenes):
         if not ok[i]:
@@ -376,13 +376,15 @@ def test_mirror_images_swap_two_placed_things_and_train_with_them(tmp_path):
     unplaced = [i for i, s in enumerate(scenes) if len(s.things) == 2 and not any(
         p in s.caption for p in POSITION_PHRASES.values()) and not any(w in s.caption for w in ("above", "below", " of "))]
     assert unplaced and not ok[unplaced].any()
+    two = [i for i, s in enumerate(scenes) if len(s.things) == 2]
+    assert all(parts[2 * i:2 * i + 2] == [full_caption([t]) for t in scenes[i].things] for i in two)
 
     weights = []
-    for mirror_weight in (0.0, 1.0):  # the same run with and without the mirrors
+    for mirror_weight, mirror_parts in ((0.0, False), (1.0, False), (1.0, True)):  # the same run, three ways
         clip = build_clip("vqclip-shapes-judge", None, seed=3)
         cache = render_cache(64, 0, clip.tokenizer, None, pool=64, relational=1.0, mirrors=True)
-        assert cache["mirror_ok"].any()
+        assert cache["mirror_ok"].any() and cache["mirror_parts"].shape[:2] == (64, 2)
         train(clip, cache, 0, 16, 4, ["shuffle"], 0, 1e-3, 3, 0, tmp_path / "m", "vqclip-shapes-judge", steps=2,
-              mirror_weight=mirror_weight, n_pair=8)
+              mirror_weight=mirror_weight, n_pair=8, mirror_parts=mirror_parts)
         weights.append(clip.model.visual.conv1.weight.detach().clone())
-    assert not torch.equal(*weights)
+    assert not torch.equal(weights[0], weights[1]) and not torch.equal(weights[1], weights[2])
