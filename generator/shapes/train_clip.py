@@ -48,9 +48,9 @@ from generator.vit import _block
 
 from . import backdrops, loop_negatives, path
 from .budget import Budget
-from .world import (COLOURS, HELD_OUT, PALETTE, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, World, caption_for,
-                    full_caption, muted_background, redrawn_off_palette, relation, relational_caption, render,
-                    to_tensor, wording)
+from .world import (COLOURS, HELD_OUT, PALETTE, POSITION_PHRASES, POSITIONS, RELATIONS, SHAPES, SIZES, World,
+                    caption_for, full_caption, muted_background, redrawn_off_palette, relation, relational_caption,
+                    render, to_tensor, wording)
 
 NEGATIVE_KINDS = ("shuffle", "confetti", "vqgan", "blobs", "loop")
 
@@ -216,6 +216,12 @@ def adversarial(clip, x: torch.Tensor, txt: torch.Tensor, tokens: torch.Tensor, 
     return (x + delta).clamp(0, 1).detach()
 
 
+def swapped(things) -> list:
+    """Two things, each at the other's place: "A above B" -> "A below B"."""
+    a, b = things
+    return [dataclasses.replace(a, position=b.position), dataclasses.replace(b, position=a.position)]
+
+
 def altered_captions(world: World, start: int, scenes, rng: random.Random, swap_places: bool = False) -> list[str]:
     """For each scene (scenes start, start+1, ... of `world`), three captions in its own template with one
     attribute of its first thing changed: position (shape when the caption leaves position out), shape,
@@ -233,9 +239,7 @@ def altered_captions(world: World, start: int, scenes, rng: random.Random, swap_
         # two things of one colour and shape read the same swapped (a false negative): changed otherwise
         tellable = len(s.things) == 2 and (first.colour, first.shape) != (rest[0].colour, rest[0].shape)
         if tellable and (relational or (swap_places and mentioned)):  # "above" -> "below"
-            swapped = [dataclasses.replace(first, position=rest[0].position),
-                       dataclasses.replace(rest[0], position=first.position)]
-            out.append(world.recaption(i, swapped))
+            out.append(world.recaption(i, swapped(s.things)))
             attributes = ("shape", "colour")
         else:
             attributes = ("position" if mentioned else "shape", "shape", "colour")
@@ -340,8 +344,8 @@ def mirror_images(world: World, n: int, captions: list[str]) -> tuple[torch.Tens
         placed = (word is not None and f" {word} " in scene.caption) or \
             all(POSITION_PHRASES[t.position] in scene.caption for t in scene.things)
         if placed and (a.colour, a.shape) != (b.colour, b.shape):
-            swapped = [dataclasses.replace(a, position=b.position), dataclasses.replace(b, position=a.position)]
-            out[i], ok[i] = np.asarray(render(swapped, scene.background, random.Random(f"mirror:{i}"))), True
+            image = render(swapped(scene.things), scene.background, random.Random(f"mirror:{i}"))
+            out[i], ok[i] = np.asarray(image), True
     return torch.from_numpy(out), torch.from_numpy(ok), parts
 
 
@@ -512,7 +516,7 @@ def relation_top1(clip, n: int = 200, seed: int = 0) -> float:
     images, scenes = World("heldout", seed=seed, two_shape_fraction=1.0).batch(0, n)
     img = F.normalize(clip.encode_image(to_tensor(images)), dim=-1)
     right = F.normalize(clip.encode_text([relational_caption(s.things) for s in scenes]), dim=-1)
-    turned = F.normalize(clip.encode_text([relational_caption(s.things[::-1]) for s in scenes]), dim=-1)
+    turned = F.normalize(clip.encode_text([relational_caption(swapped(s.things)) for s in scenes]), dim=-1)
     return float(((img * right).sum(1) > (img * turned).sum(1)).float().mean())
 
 
@@ -546,7 +550,7 @@ def evaluate(clip, n: int = 300, seed: int = 0) -> dict:
 def used_token_ids(tokenizer) -> torch.Tensor:
     """Every token id the world's captions can produce (with start/end/padding)."""
     words = list(COLOURS) + list(SHAPES) + list(SIZES) + ["a an picture of on the plain background and left right "
-                                                           "top bottom centre in at"]
+                                                           "top bottom centre in at", *RELATIONS]
     return tokenizer(words).flatten().unique()
 
 

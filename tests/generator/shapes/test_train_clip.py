@@ -388,3 +388,32 @@ def test_mirror_images_swap_two_placed_things_and_train_with_them(tmp_path):
               mirror_weight=mirror_weight, n_pair=8, mirror_parts=mirror_parts)
         weights.append(clip.model.visual.conv1.weight.detach().clone())
     assert not torch.equal(weights[0], weights[1]) and not torch.equal(weights[1], weights[2])
+
+
+def test_the_relation_measure_compares_a_caption_with_its_turned_round_meaning_not_its_rewording():
+    """"A above B" against "A below B" (each thing at the other's place), never "B below A", which says the
+    same: a guide that reads word order alone would score that pair at chance whatever it knows."""
+    from generator.shapes.train_clip import swapped
+    from generator.shapes.world import parse_caption, relational_caption
+
+    a, b = Thing("blue", "square", "large", "top"), Thing("yellow", "triangle", "small", "bottom")
+    assert relational_caption(swapped((a, b))) == "a large blue square below a small yellow triangle"
+    assert set(parse_caption(relational_caption(swapped((a, b))))) != {a, b}
+    assert set(parse_caption(relational_caption((b, a)))) == {a, b}  # the rewording, which the measure avoids
+
+
+def test_a_saved_guide_keeps_every_token_the_worlds_captions_use_relational_ones_too(tmp_path):
+    """`save` zeroes the token rows no caption of the world uses; a word it missed ("above" once) would be
+    trained and then thrown away on saving."""
+    from generator.shapes.train_clip import save, tokenize
+    from generator.checkpoint import read_state_dict
+
+    clip = build_clip("vqclip-shapes-judge", None, seed=3)
+    world = World("train", seed=4, relational=0.5)
+    scenes = [world.scene(i) for i in range(300)]
+    captions = [s.caption for s in scenes] + altered_captions(world, 0, scenes, random.Random(0))
+    assert any(" above " in c for c in captions) and any(" to the right of " in c for c in captions)
+    used = tokenize(clip.tokenizer, captions).unique()
+    rows = read_state_dict(str(save(clip, "vqclip-shapes-judge", tmp_path)))["token_embedding.weight"]
+    assert bool((rows[used].abs().sum(1) > 0).all())
+    assert int((rows.abs().sum(1) > 0).sum()) < 100  # and the rest are zero
