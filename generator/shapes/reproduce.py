@@ -205,11 +205,12 @@ def measure(stages: list[Stage], out: Path) -> list[str]:
     from generator.checkpoint import read_state_dict
     from generator.models import load_vqgan
 
-    from .train_clip import build_clip, evaluate as evaluate_clip
+    from .train_clip import build_clip, evaluate as evaluate_clip, relation_top1
     from .train_vqgan import evaluate as evaluate_vqgan
 
     torch.set_num_threads(1)
-    rows = ["| model | PSNR | colour | shape | position | size | retrieval |", "|---|---|---|---|---|---|---|"]
+    rows = ["| model | PSNR | colour | shape | position | size | retrieval | relation |",
+            "|---|---|---|---|---|---|---|---|"]
     for stage in [s for s in stages if s.model]:
         trained = out / stage.name / stage.weights
         pairs = [(f"{stage.name}, this recipe", trained)]
@@ -217,16 +218,17 @@ def measure(stages: list[Stage], out: Path) -> list[str]:
             pairs.append((f"{stage.name}, bundled", PRETRAINED / stage.bundled))
         for label, path in pairs:
             if not path.exists():
-                rows.append(f"| {label} | missing: {path} | | | | | |")
+                rows.append(f"| {label} | missing: {path} | | | | | | |")
                 continue
             if stage.arch is None:
                 r = evaluate_vqgan(load_vqgan(str(path))[0])
                 rows.append(f"| {label} | {r['psnr']:.1f} dB | {r['colour']:.1%} | {r['shape']:.1%} | "
-                            f"{r['position']:.1%} | | |")
+                            f"{r['position']:.1%} | | | |")
             else:
-                r = evaluate_clip(build_clip(stage.arch, read_state_dict(str(path))))
+                clip = build_clip(stage.arch, read_state_dict(str(path)))
+                r = evaluate_clip(clip)  # and which of two things is where (`relation_top1`)
                 rows.append(f"| {label} | | {r['colour']:.1%} | {r['shape']:.1%} | {r['position']:.1%} | "
-                            f"{r['size']:.1%} | {r['retrieval_top1']:.1%} |")
+                            f"{r['size']:.1%} | {r['retrieval_top1']:.1%} | {relation_top1(clip):.1%} |")
     return rows
 
 
