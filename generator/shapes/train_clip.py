@@ -304,6 +304,7 @@ def render_cache(n: int, seed: int, tokenizer, vqgan: str | None, pool: int = 20
     another's terms; `swap_places`: see `altered_captions`; `mirrors`: `mirror_images` too."""
     world, rng = World(split, seed=seed, relational=relational), random.Random(seed)
     images, captions, hard = np.empty((n, 64, 64, 3), np.uint8), [], []
+    mirrored = []  # with `mirrors`, each batch's (mirror images, which have one, part captions)
     for start in range(0, n, 1000):
         batch, scenes = world.batch(start, min(1000, n - start))
         images[start:start + len(batch)] = batch
@@ -313,13 +314,14 @@ def render_cache(n: int, seed: int, tokenizer, vqgan: str | None, pool: int = 20
             redrawn = recoloured(world, i, scene, recolour) if recolour else None
             if redrawn:
                 images[i], captions[i], hard[3 * i:3 * i + 3] = redrawn
-    if mirrors:
-        cache_mirrors = mirror_images(world, n, captions)
+        if mirrors:
+            mirrored.append(mirror_images(start, scenes, captions[start:]))
     cache = {"images": torch.from_numpy(images), "tokens": tokenize(tokenizer, captions),
              "hard": tokenize(tokenizer, hard).view(n, 3, -1), "confetti": torch.from_numpy(confetti(pool, rng))}
     if mirrors:
-        cache["mirror"], cache["mirror_ok"], parts = cache_mirrors
-        cache["mirror_parts"] = tokenize(tokenizer, parts).view(n, 2, -1)
+        cache["mirror"] = torch.cat([m for m, _, _ in mirrored])
+        cache["mirror_ok"] = torch.cat([ok for _, ok, _ in mirrored])
+        cache["mirror_parts"] = tokenize(tokenizer, [c for _, _, parts in mirrored for c in parts]).view(n, 2, -1)
     if vqgan:
         codes, gen = RandomCodes(vqgan), torch.Generator().manual_seed(seed)
         decoded = torch.cat([codes(64, gen) for _ in range(pool // 64)])
@@ -327,17 +329,19 @@ def render_cache(n: int, seed: int, tokenizer, vqgan: str | None, pool: int = 20
     return cache
 
 
-def mirror_images(world: World, n: int, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """For each of the first n scenes whose caption (as trained) places two things of different colours or
-    shapes, the scene with the two swapped ([n, 64, 64, 3] uint8, zeros elsewhere) and which scenes have
-    one: the image a caption that says which thing is where must rank below its own scene. Also each
-    scene's two things' own one-thing captions ("a large red star on the left"; 2n, the scene's caption
-    twice where there is no mirror): captions the text tower already tells from their mirror's."""
+def mirror_images(start: int, scenes, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """For each of the scenes (indices start, start+1, ...) whose caption as trained (`captions`, in the same
+    order) places two things of different colours or shapes, the scene with the two swapped
+    ([n, 64, 64, 3] uint8, zeros elsewhere) and which scenes have one: the image a caption that says which
+    thing is where must rank below its own scene. Also each scene's two things' own one-thing captions ("a
+    large red star on the left"; 2n, the scene's caption twice where there is no mirror): captions the
+    text tower already tells from their mirror's."""
+    n = len(scenes)
     out, ok, parts = np.zeros((n, 64, 64, 3), np.uint8), np.zeros(n, bool), []
-    for i in range(n):
-        scene = world.scene(i)
-        parts += [full_caption([t]) for t in scene.things] if len(scene.things) == 2 else [captions[i]] * 2
-        if len(scene.things) != 2 or captions[i] != scene.caption:  # one thing, or recoloured
+    for k, (scene, caption) in enumerate(zip(scenes, captions)):
+        i = start + k
+        parts += [full_caption([t]) for t in scene.things] if len(scene.things) == 2 else [caption] * 2
+        if len(scene.things) != 2 or caption != scene.caption:  # one thing, or recoloured
             continue
         a, b = scene.things
         word = relation(scene.things)
@@ -345,7 +349,7 @@ def mirror_images(world: World, n: int, captions: list[str]) -> tuple[torch.Tens
             all(POSITION_PHRASES[t.position] in scene.caption for t in scene.things)
         if placed and (a.colour, a.shape) != (b.colour, b.shape):
             image = render(swapped(scene.things), scene.background, random.Random(f"mirror:{i}"))
-            out[i], ok[i] = np.asarray(image), True
+            out[k], ok[k] = np.asarray(image), True
     return torch.from_numpy(out), torch.from_numpy(ok), parts
 
 
@@ -451,13 +455,13 @@ def train(clip, cache: dict, minutes: float, batch: int, n_neg: int, negatives: 
                 loss = loss + contrast_weight * jittered_pair_loss(clip, both, tokens[idx][named], scale, gen)
         if mirror_weight:  # captions that place two things rank their scene above its mirror
             placed = idx[cache["mirror_ok"][idx]][:n_pair]
-            if len(placed) and mirror_parts:  # for each thing's own caption: the image tower learns where is which
-                both = to_tensor(torch.cat([images[placed]] * 2 + [cache["mirror"][placed]] * 2).numpy())
-                parts = cache["mirror_parts"][placed].transpose(0, 1).flatten(0, 1)
-                loss = loss + mirror_weight * jittered_pair_loss(clip, both, parts, scale, gen)
-            elif len(placed):
-                both = to_tensor(torch.cat([images[placed], cache["mirror"][placed]]).numpy())
-                loss = loss + mirror_weight * jittered_pair_loss(clip, both, tokens[placed], scale, gen)
+            scenes, mirrored, captions = images[placed], cache["mirror"][placed], tokens[placed]
+            if mirror_parts:  # for each thing's own caption: the image tower learns where is which
+                scenes, mirrored = scenes.repeat(2, 1, 1, 1), mirrored.repeat(2, 1, 1, 1)
+                captions = cache["mirror_parts"][placed].transpose(0, 1).flatten(0, 1)
+            if len(placed):
+                both = to_tensor(torch.cat([scenes, mirrored]).numpy())
+                loss = loss + mirror_weight * jittered_pair_loss(clip, both, captions, scale, gen)
         if path_weight:  # the first n_path scenes' way in from grey, each level jittered like a cutout
             views = jitter(path.path_views(x[:n_path], path_things).flatten(0, 1), gen)
             loss = loss + path_weight * path.path_loss(clip.encode_image(views), txt_emb[:n_path], scale)

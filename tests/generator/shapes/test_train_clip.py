@@ -363,7 +363,7 @@ def test_mirror_images_swap_two_placed_things_and_train_with_them(tmp_path):
 
     world = World("train", seed=4, relational=0.5)
     scenes = [world.scene(i) for i in range(60)]
-    mirror, ok, parts = mirror_images(world, 60, [s.caption for s in scenes])
+    mirror, ok, parts = mirror_images(0, scenes, [s.caption for s in scenes])
     assert 5 < int(ok.sum()) < sum(len(s.things) == 2 for s in scenes) + 1
     for i, s in enumerate(scenes):
         if not ok[i]:
