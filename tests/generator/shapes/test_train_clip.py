@@ -393,13 +393,38 @@ def test_mirror_images_swap_two_placed_things_and_train_with_them(tmp_path):
 def test_the_relation_measure_compares_a_caption_with_its_turned_round_meaning_not_its_rewording():
     """"A above B" against "A below B" (each thing at the other's place), never "B below A", which says the
     same: a guide that reads word order alone would score that pair at chance whatever it knows."""
-    from generator.shapes.train_clip import swapped
-    from generator.shapes.world import parse_caption, relational_caption
+
+    from generator.shapes.checker import read_scene
+    from generator.shapes.train_clip import relation_top1, swapped
+    from generator.shapes.world import COLOURS, POSITIONS, parse_caption, relational_caption
 
     a, b = Thing("blue", "square", "large", "top"), Thing("yellow", "triangle", "small", "bottom")
     assert relational_caption(swapped((a, b))) == "a large blue square below a small yellow triangle"
     assert set(parse_caption(relational_caption(swapped((a, b))))) != {a, b}
     assert set(parse_caption(relational_caption((b, a)))) == {a, b}  # the rewording, which the measure avoids
+
+    class Oracle:
+        """A 'CLIP' that reads which colour is where: from pixels by the checker, from text by the parser.
+        It scores a rewording exactly as the caption, so a measure that compared them would give 0%."""
+        def __init__(self, sign):
+            self.sign, self.model = sign, torch.nn.Module()
+
+        def _embed(self, pairs):
+            e = torch.zeros(len(COLOURS) * len(POSITIONS))
+            for colour, position in pairs:
+                e[COLOURS.index(colour) * len(POSITIONS) + list(POSITIONS).index(position)] = 1
+            return e
+
+        def encode_image(self, x):
+            images = x.mul(255).round().byte().permute(0, 2, 3, 1).numpy()
+            return torch.stack([self._embed((r.colour, r.position) for r in read_scene(im)) for im in images]) + 1e-3
+
+        def encode_text(self, captions):
+            return self.sign * torch.stack([self._embed((t.colour, t.position) for t in parse_caption(c))
+                                            for c in captions]) + 1e-3
+
+    assert relation_top1(Oracle(1), n=40) > 0.9  # scenes of one colour twice tie, the rest are read right
+    assert relation_top1(Oracle(-1), n=40) == 0.0
 
 
 def test_a_saved_guide_keeps_every_token_the_worlds_captions_use_relational_ones_too(tmp_path):
