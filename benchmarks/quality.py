@@ -45,7 +45,7 @@ from generator.engine import Generation  # noqa: E402
 from generator.errors import VqclipError  # noqa: E402
 from generator.models import ModelCache  # noqa: E402
 from generator.shapes.checker import check, check_scene, shape_overlap  # noqa: E402
-from generator.shapes.train_clip import variants  # noqa: E402
+from generator.shapes.clip_eval import variants  # noqa: E402
 from generator.shapes.world import (COLOURS, HELD_OUT, World, full_caption, parse_caption,  # noqa: E402
                                     relational_caption, render)
 from generator.weight_records import SHAPES_RECOMMENDED  # noqa: E402

@@ -7,7 +7,7 @@ while it trains: each step, a few scenes of one thing are encoded by the VQGAN a
 by the loop itself (straight-through quantisation, decoding, the loop's augmented cutouts, Adam at the
 loop's learning rate) towards what the model being trained scores highest for their captions. Each
 result the checker no longer reads as the scene's thing is a pair: its caption must rank the scene above
-it (`train_clip.pair_loss`). As the model learns, the attack follows it, as in adversarial training.
+it (`clip_losses.pair_loss`). As the model learns, the attack follows it, as in adversarial training.
 """
 from __future__ import annotations
 

@@ -203,9 +203,10 @@ def measure(stages: list[Stage], out: Path) -> list[str]:
     import torch
 
     from generator.checkpoint import read_state_dict
+    from generator.clip import build_clip
     from generator.models import load_vqgan
 
-    from .train_clip import build_clip, evaluate as evaluate_clip, relation_top1
+    from .clip_eval import evaluate as evaluate_clip, relation_top1
     from .train_vqgan import evaluate as evaluate_vqgan
 
     torch.set_num_threads(1)

@@ -18,7 +18,6 @@ import argparse
 import math
 import random
 import shutil
-import time
 from pathlib import Path
 
 import torch

@@ -51,15 +51,15 @@ def test_the_trainer_runs_with_new_backgrounds_grey_thing_pairs_and_the_way_in_a
     """train() with --backgrounds, --contrast-weight and --path-weight together: a few steps finish with
     finite weights, and the grey-thing pairs change what is learnt (the term is not silently skipped)."""
     from generator.clip import build_clip
-    from generator.shapes.train_clip import render_cache, train
+    from generator.shapes.clip_data import render_cache
+    from generator.shapes.train_clip import TrainOptions, train
 
     cache = render_cache(48, 3, build_clip("vqclip-shapes", None, seed=6).tokenizer, None, pool=32)
 
     def run(contrast_weight: float) -> dict:
         clip = build_clip("vqclip-shapes", None, seed=6)
-        train(clip, cache, minutes=0, batch=12, n_neg=4, negatives=["shuffle", "confetti"], seed=1, lr=1e-3,
-              text_negatives=1, eval_every=0, out=tmp_path, arch="vqclip-shapes", steps=3, n_pair=4,
-              path_weight=1.0, n_path=3, backgrounds=0.5, contrast_weight=contrast_weight)
+        train(clip, cache, TrainOptions(steps=3, batch=12, n_neg=4, negatives=("shuffle", "confetti"), seed=1, n_pair=4,
+                                        path_weight=1.0, n_path=3, backgrounds=0.5, contrast_weight=contrast_weight))
         return {k: v.detach().clone() for k, v in clip.model.state_dict().items()}
 
     with_pairs, without = run(1.0), run(0.0)

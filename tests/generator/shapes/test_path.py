@@ -4,7 +4,7 @@ import torch
 
 from generator.clip import build_clip
 from generator.shapes.path import GREY, LEVELS, path_loss, path_order, path_views, tint_loss, tint_order, tint_views
-from generator.shapes.train_clip import encode_text
+from generator.shapes.clip_losses import encode_text
 from generator.shapes.world import Thing, World, render, to_tensor
 
 RED, CYAN = torch.tensor([1.0, -1.0, -1.0, 0.0]), torch.tensor([-1.0, 1.0, 1.0, 0.0])
@@ -92,15 +92,15 @@ def test_training_on_the_tint_loss_turns_a_real_clips_faint_fades_the_right_way(
 
 
 def test_the_trainer_uses_the_tint_pairs_when_asked(tmp_path):
-    from generator.shapes.train_clip import render_cache, train
+    from generator.shapes.clip_data import render_cache
+    from generator.shapes.train_clip import TrainOptions, train
 
     cache = render_cache(48, 3, build_clip("vqclip-shapes", None, seed=6).tokenizer, None, pool=32)
 
     def run(tint_weight: float) -> dict:
         clip = build_clip("vqclip-shapes", None, seed=6)
-        train(clip, cache, minutes=0, batch=12, n_neg=4, negatives=["shuffle", "confetti"], seed=1, lr=1e-3,
-              text_negatives=1, eval_every=0, out=tmp_path, arch="vqclip-shapes", steps=2, n_path=3,
-              tint_weight=tint_weight)
+        train(clip, cache, TrainOptions(steps=2, batch=12, n_neg=4, negatives=("shuffle", "confetti"), seed=1, n_path=3,
+                                        tint_weight=tint_weight))
         return {k: v.detach().clone() for k, v in clip.model.state_dict().items()}
 
     with_tint, without = run(1.0), run(0.0)

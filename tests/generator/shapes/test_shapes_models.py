@@ -85,7 +85,7 @@ def test_init_colour_starts_from_that_flat_colour_and_bad_values_are_refused(tmp
 def test_the_judge_reads_clean_held_out_scenes():
     """The judge scores generated images, so it must read clean ones; measured when shipped: 100% on 200
     held-out scenes for retrieval and every attribute."""
-    from generator.shapes.train_clip import evaluate
+    from generator.shapes.clip_eval import evaluate
 
     result = evaluate(load_clip("shapes-judge"), 60)
     assert all(result[k] >= 0.95 for k in ("retrieval_top1", "colour", "shape", "position", "size")), result

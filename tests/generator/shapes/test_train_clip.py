@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from generator.clip import build_clip
-from generator.shapes.train_clip import altered_captions, contrastive_loss, encode_text, noised, tokenize
+from generator.shapes.clip_data import altered_captions, tokenize
+from generator.shapes.clip_losses import contrastive_loss, encode_text, noised
 from generator.shapes.world import HELD_OUT, POSITION_PHRASES, Thing, World, full_caption
 
 
@@ -59,7 +60,7 @@ def test_blob_negatives_are_one_colour_and_no_scene_the_checker_would_caption():
     import numpy as np
 
     from generator.shapes.checker import read_scene
-    from generator.shapes.train_clip import blobs
+    from generator.shapes.clip_data import blobs
     from generator.shapes.world import PALETTE
 
     images = blobs(60, random.Random(0))
@@ -73,7 +74,7 @@ def test_blob_negatives_are_one_colour_and_no_scene_the_checker_would_caption():
 
 def test_loop_negatives_keep_only_images_that_no_one_thing_caption_matches():
     from generator.shapes.loop_negatives import rejected, wrong
-    from generator.shapes.train_clip import blobs
+    from generator.shapes.clip_data import blobs
 
     world = World("train", two_shape_fraction=0.0)
     a, b = world.scene(0), next(world.scene(i) for i in range(1, 50) if world.scene(i).things[0].colour != world.scene(0).things[0].colour)
@@ -111,7 +112,7 @@ def test_loop_negative_files_old_and_new_read_as_images_and_prompt_pairs(tmp_pat
 
 
 def test_pair_loss_is_low_only_when_each_caption_prefers_its_scene_to_every_loop_image():
-    from generator.shapes.train_clip import pair_loss
+    from generator.shapes.clip_losses import pair_loss
 
     caption = torch.eye(4)[:2]
     right = pair_loss(torch.eye(4)[:2], torch.eye(4)[2:], caption, 50.0)  # scenes = captions, loop images apart
@@ -124,7 +125,7 @@ def test_pair_loss_is_low_only_when_each_caption_prefers_its_scene_to_every_loop
 def test_adversarial_images_stay_in_the_ball_and_lower_the_true_captions_rank():
     """The adversarial positives move each image by at most eps (L2) inside [0, 1] and raise the loss
     the training then lowers: the search really searches."""
-    from generator.shapes.train_clip import adversarial, hard_negative_loss
+    from generator.shapes.clip_losses import adversarial, hard_negative_loss
     from generator.shapes.world import to_tensor
 
     clip = build_clip("vqclip-shapes-judge", None, seed=3)
@@ -149,7 +150,7 @@ def test_adversarial_images_stay_in_the_ball_and_lower_the_true_captions_rank():
 def test_recoloured_scenes_are_drawn_off_the_palette_and_captioned_without_colour_in_one_template():
     import numpy as np
 
-    from generator.shapes.train_clip import recoloured
+    from generator.shapes.clip_data import recoloured
     from generator.shapes.world import COLOURS, PALETTE, SHAPES
 
     world = World("train", seed=2)
@@ -220,15 +221,14 @@ def test_the_loop_attack_raises_the_models_score_of_its_captions_and_keeps_what_
     """The attack is the loop's own optimisation, run on the model being trained: what it makes of a
     clean scene scores higher for the scene's caption (that is what the loop maximises), and what it
     returns as pairs are only the results the checker no longer reads as the scene's thing."""
-    import numpy as np
     import torch
     import torch.nn.functional as F
 
     from generator.cutouts import MakeCutouts
     from generator.models import load_clip, load_vqgan
+    from generator.shapes.clip_losses import encode_text
     from generator.shapes.loop_attack import LoopAttack
     from generator.shapes.loop_negatives import wrong
-    from generator.shapes.train_clip import encode_text
     from generator.shapes.world import World
     from generator.weight_records import SHAPES_RECOMMENDED
 
@@ -290,7 +290,7 @@ def test_a_cache_of_images_decoded_by_one_vqgan_is_never_read_for_another(tmp_pa
     pool the bundled one decoded (the cache name once said only `_vqgan`)."""
     import torch
 
-    from generator.shapes.train_clip import load_cache, vqgan_tag
+    from generator.shapes.clip_data import load_cache, vqgan_tag
 
     a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
     a.write_bytes(b"one checkpoint"), b.write_bytes(b"another checkpoint")
@@ -325,13 +325,14 @@ def test_a_relational_scenes_first_hard_caption_turns_the_relation_round_and_the
 
 
 def test_text_only_training_moves_the_text_tower_and_leaves_the_image_tower_and_scale_as_they_were(tmp_path):
-    from generator.shapes.train_clip import render_cache, train
+    from generator.shapes.clip_data import render_cache
+    from generator.shapes.train_clip import TrainOptions, train
 
     clip = build_clip("vqclip-shapes-judge", None, seed=3)
     cache = render_cache(64, 0, clip.tokenizer, None, pool=64, relational=1.0)
     before = {k: v.clone() for k, v in clip.model.state_dict().items()}
-    train(clip, cache, 0, 16, 4, ["shuffle", "confetti"], 0, 1e-3, 3, 0, tmp_path / "m", "vqclip-shapes-judge",
-          hard_weight=1.0, steps=2, text_only=True)
+    train(clip, cache, TrainOptions(steps=2, batch=16, n_neg=4, negatives=("shuffle", "confetti"), text_negatives=3,
+                                    hard_weight=1.0, text_only=True))
     after = clip.model.state_dict()
     moved = {k for k in before if not torch.equal(before[k], after[k])}
     assert moved and all(not k.startswith("visual.") and k != "logit_scale" for k in moved)
@@ -359,7 +360,8 @@ def test_mirror_images_swap_two_placed_things_and_train_with_them(tmp_path):
     """A two-thing scene whose caption places its things gets its mirror (the checker reads each thing at the
     other's place); one-thing scenes, unplaced captions and look-alike pairs get none."""
     from generator.shapes.checker import check_scene
-    from generator.shapes.train_clip import mirror_images, render_cache, train
+    from generator.shapes.clip_data import mirror_images, render_cache
+    from generator.shapes.train_clip import TrainOptions, train
 
     world = World("train", seed=4, relational=0.5)
     scenes = [world.scene(i) for i in range(60)]
@@ -384,8 +386,8 @@ def test_mirror_images_swap_two_placed_things_and_train_with_them(tmp_path):
         clip = build_clip("vqclip-shapes-judge", None, seed=3)
         cache = render_cache(64, 0, clip.tokenizer, None, pool=64, relational=1.0, mirrors=True)
         assert cache["mirror_ok"].any() and cache["mirror_parts"].shape[:2] == (64, 2)
-        train(clip, cache, 0, 16, 4, ["shuffle"], 0, 1e-3, 3, 0, tmp_path / "m", "vqclip-shapes-judge", steps=2,
-              mirror_weight=mirror_weight, n_pair=8, mirror_parts=mirror_parts)
+        train(clip, cache, TrainOptions(steps=2, batch=16, n_neg=4, negatives=("shuffle",), text_negatives=3,
+                                        mirror_weight=mirror_weight, n_pair=8, mirror_parts=mirror_parts))
         weights.append(clip.model.visual.conv1.weight.detach().clone())
     assert not torch.equal(weights[0], weights[1]) and not torch.equal(weights[1], weights[2])
 
@@ -395,7 +397,8 @@ def test_the_relation_measure_compares_a_caption_with_its_turned_round_meaning_n
     same: a guide that reads word order alone would score that pair at chance whatever it knows."""
 
     from generator.shapes.checker import read_scene
-    from generator.shapes.train_clip import relation_top1, swapped
+    from generator.shapes.clip_data import swapped
+    from generator.shapes.clip_eval import relation_top1
     from generator.shapes.world import COLOURS, POSITIONS, parse_caption, relational_caption
 
     a, b = Thing("blue", "square", "large", "top"), Thing("yellow", "triangle", "small", "bottom")
@@ -430,7 +433,8 @@ def test_the_relation_measure_compares_a_caption_with_its_turned_round_meaning_n
 def test_a_saved_guide_keeps_every_token_the_worlds_captions_use_relational_ones_too(tmp_path):
     """`save` zeroes the token rows no caption of the world uses; a word it missed ("above" once) would be
     trained and then thrown away on saving."""
-    from generator.shapes.train_clip import save, tokenize
+    from generator.shapes.clip_data import tokenize
+    from generator.shapes.train_clip import save
     from generator.checkpoint import read_state_dict
 
     clip = build_clip("vqclip-shapes-judge", None, seed=3)
@@ -442,3 +446,35 @@ def test_a_saved_guide_keeps_every_token_the_worlds_captions_use_relational_ones
     rows = read_state_dict(str(save(clip, "vqclip-shapes-judge", tmp_path)))["token_embedding.weight"]
     assert bool((rows[used].abs().sum(1) > 0).all())
     assert int((rows.abs().sum(1) > 0).sum()) < 100  # and the rest are zero
+
+
+@pytest.mark.parametrize("bad, named", [
+    (dict(negatives=("shuffle", "glitter")), "glitter"), (dict(text_negatives=4), "text_negatives"),
+    (dict(batch=0), "batch"), (dict(mirror_weight=-1.0), "mirror_weight"), (dict(backgrounds=1.5), "backgrounds"),
+    (dict(negatives=(), n_neg=4), "n_neg"), (dict(steps=-2), "steps"),
+])
+def test_train_options_refuse_a_bad_value_and_name_it(bad, named):
+    from generator.shapes.train_clip import TrainOptions
+
+    with pytest.raises(ValueError, match=named):
+        TrainOptions(**bad)
+    TrainOptions(negatives=(), n_neg=0)  # no negative images at all is a valid run
+
+
+def test_train_refuses_a_loss_whose_data_it_was_not_given():
+    from generator.shapes.train_clip import TrainOptions, train
+
+    clip = build_clip("vqclip-shapes-judge", None, seed=3)
+    with pytest.raises(ValueError, match="pair_weight needs pairs"):
+        train(clip, {"images": None, "tokens": None, "hard": None}, TrainOptions(steps=1, pair_weight=1.0))
+    with pytest.raises(ValueError, match="'loop' negatives"):
+        train(clip, {"images": None, "tokens": None, "hard": None}, TrainOptions(steps=1, negatives=("loop",)))
+
+
+def test_the_trainer_command_line_names_an_unknown_negative(tmp_path):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "generator.shapes.train_clip", "--negatives", "shuffle,glitter",
+                          "--steps", "1", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert run.returncode == 2 and "glitter" in run.stderr and not any(tmp_path.iterdir())
