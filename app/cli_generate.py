@@ -93,7 +93,18 @@ def config_from_args(args: argparse.Namespace, prompt: str | None) -> Generation
         data = {**recommended, **data}
     if data.get("video") and not data.get("save_every"):
         data["save_every"] = max(1, data.get("steps", DEFAULTS.steps) // 100)
-    return GenerationConfig.from_dict(data)
+    return advise(GenerationConfig.from_dict(data))
+
+
+def advise(config: GenerationConfig) -> GenerationConfig:
+    """Note on stderr (once per text) when the Shapes demo is asked for words or things it was not taught."""
+    if config.vqgan == "shapes":
+        from generator.shapes.advice import prompt_advice
+
+        advice = prompt_advice(config.prompts)
+        if advice:
+            _note_once(advice)
+    return config
 
 
 _NOTED: set[str] = set()
@@ -128,7 +139,7 @@ def run_one(config: GenerationConfig, out: Path, models, device: str, label: str
 
     from generator import Generation
 
-    gen = Generation(config, device=device, models=models, expected_steps=expected_steps)
+    gen = Generation(advise(config), device=device, models=models, expected_steps=expected_steps)
     with tqdm(total=config.steps, desc=label or "generating", unit="step", file=sys.stderr,
               dynamic_ncols=True, leave=True) as bar:
         for step in gen:
@@ -146,7 +157,8 @@ def run_together(configs: list[GenerationConfig], out: Path, models, device: str
     from generator import Generation
     from generator.batch import GenerationBatch
 
-    gens = [Generation(config, device=device, models=models, expected_steps=expected_steps) for config in configs]
+    gens = [Generation(advise(config), device=device, models=models, expected_steps=expected_steps)
+            for config in configs]
     batch = GenerationBatch(gens)
     with tqdm(total=sum(c.steps for c in configs), desc=label or "generating", unit="step", file=sys.stderr,
               dynamic_ncols=True, leave=True) as bar:

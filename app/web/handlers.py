@@ -7,6 +7,7 @@ that `app.web.layout` wires them to, in the order given there.
 """
 from __future__ import annotations
 
+import html
 import random
 import re
 import secrets
@@ -20,6 +21,7 @@ from app.web import form, models, results, uploads
 from app.web.jobs_view import FileCache, RateTracker, caption, job_card, job_rows
 from app.web.limits import Limits
 from generator.errors import VqclipError
+from generator.shapes.advice import prompt_advice
 
 HISTORY_SIZE = 24
 MY_JOBS = 12
@@ -31,8 +33,6 @@ def _ok(text: str) -> str:
 
 
 def _error(text: str) -> str:
-    import html
-
     return f'<div class="vq-notice vq-error" role="alert">{html.escape(text)}</div>'
 
 
@@ -89,12 +89,14 @@ class WebApp:
         except VqclipError as exc:
             return gr.skip(), _error(_sentence(str(exc))), gr.skip()
         ids = [self.store.submit({**config, "seed": seed}, owner=owner) for seed in seeds]
+        advice = prompt_advice(config["prompts"]) if config.get("vqgan") == "shapes" else None
+        tail = f" {html.escape(advice)}" if advice else ""
         if len(ids) > 1:
             return ids[0], _ok(f"{len(ids)} jobs queued (#{ids[0]}–#{ids[-1]}), seeds "
-                               f"{', '.join(map(str, seeds))}; they appear in the grid as they finish."), ids
+                               f"{', '.join(map(str, seeds))}; they appear in the grid as they finish.{tail}"), ids
         position = self.store.position(ids[0])
         where = f"#{position} in line" if position else "starting"
-        return ids[0], _ok(f"Job #{ids[0]} queued ({where})."), ids
+        return ids[0], _ok(f"Job #{ids[0]} queued ({where}).{tail}"), ids
 
     def cancel(self, session, current, request: gr.Request = None):
         """Cancel the job shown, if it is the user's: a notice."""

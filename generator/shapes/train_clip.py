@@ -50,7 +50,7 @@ from .clip_data import NEGATIVE_KINDS, add_blobs, load_cache
 from .clip_eval import evaluate, heldout_order, pair_preference, relation_top1
 from .clip_losses import (adversarial, contrastive_loss, encode_text, hard_negative_loss, jitter, jittered_pair_loss,
                           noised, tile_shuffle)
-from .world import COLOURS, RELATIONS, SHAPES, SIZES, to_tensor
+from .world import COLOURS, VOCABULARY, to_tensor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,9 +235,7 @@ def extra_losses(clip, o: TrainOptions, cache: dict, idx: torch.Tensor, x: torch
 
 def used_token_ids(tokenizer) -> torch.Tensor:
     """Every token id the world's captions can produce (with start/end/padding)."""
-    words = list(COLOURS) + list(SHAPES) + list(SIZES) + ["a an picture of on the plain background and left right "
-                                                           "top bottom centre in at", *RELATIONS]
-    return tokenizer(words).flatten().unique()
+    return tokenizer(sorted(VOCABULARY)).flatten().unique()
 
 
 def save(clip, arch: str, out: Path) -> Path:

@@ -35,6 +35,10 @@ PAIRS = (("left", "right"), ("top", "bottom"))
 # "a blue square above a yellow triangle": the first-named thing's position, then the other's
 RELATIONS = {"above": ("top", "bottom"), "below": ("bottom", "top"), "to the left of": ("left", "right"),
              "to the right of": ("right", "left")}
+# Every word a caption of the world can use: a guide trained on them knows no other (`train_clip.save` zeroes
+# the rest of its token rows).
+VOCABULARY = frozenset([*COLOURS, *SHAPES, *SIZES, *"a an picture of on the plain background and left right top bottom "
+                        "centre in at".split(), *(w for r in RELATIONS for w in r.split())])
 # One shape per colour is never drawn in that colour in training: 8 of the 40 colour/shape pairs.
 HELD_OUT = frozenset((c, SHAPES[(2 * i + 1) % len(SHAPES)]) for i, c in enumerate(COLOURS))
 SPLITS = ("train", "heldout", "all")  # "all": any pair (for the judge, which must know every one)

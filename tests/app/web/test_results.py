@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 
 from app.jobs import QUEUED, open_store
 from app.logo import VARY_INIT_WEIGHT, variation_seeds
-from app.web import form, results, uploads
+from app.web import form, models, results, uploads
 from app.web.handlers import WebApp
 from app.web.limits import Limits
 from generator.output import KEY_CONFIG, png_bytes
@@ -78,6 +78,17 @@ def test_variations_queue_one_job_per_seed_as_a_group(app):
 def test_one_variation_is_one_job_as_before(app):
     current, notice, group = submit(app)
     assert group == [current] and f"Job #{current} queued" in notice
+
+
+def test_the_shapes_demo_queues_a_prompt_it_was_not_taught_and_says_which_words_steer_nothing(app):
+    shapes = form.defaults(*models.DEMO_PAIR, False)  # as the page offers the demo
+    current, notice, _ = submit(app, **{**shapes, "prompt": "research computing team logo", "steps": 10, "seed": 5})
+    assert app.store.get(current).state == QUEUED and "vq-ok" in notice
+    assert "never taught 'research', 'computing', 'team', 'logo'" in html.unescape(notice)
+    _, plain, _ = submit(app, **{**shapes, "prompt": "a large red circle on the left", "steps": 10, "seed": 5})
+    assert "never taught" not in plain and "Shapes demo" not in plain
+    _, tiny, _ = submit(app, prompt="research computing team logo")  # a real pair knows these words
+    assert "never taught" not in tiny
 
 
 def test_random_seeds_are_all_different(app):
