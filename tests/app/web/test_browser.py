@@ -47,10 +47,12 @@ def test_generate_on_the_shapes_demo_shows_progress_then_image(page, server, art
     expect(page.locator("#vq-banner")).to_contain_text("vqclip weights download")
     expect(page.locator("#vq-banner")).to_contain_text("Shapes demo (works offline)")
     expect(page.locator("#vq-vqgan input")).to_have_value("Shapes demo (works offline)")
+    expect(page.locator("#vq-prompt textarea")).to_have_attribute("placeholder", "a large red circle on the left")
     page.screenshot(path=str(artifacts / "01-start.png"), full_page=True)
 
     generate(page, PROMPT, 20)
     expect(page.locator("#vq-notice")).to_contain_text("queued", timeout=JOB_DONE)
+    expect(page.locator("#vq-notice")).to_contain_text("never taught 'lighthouse', 'dusk', 'fog'")
     expect(card(page, "running")).to_contain_text("step", timeout=JOB_DONE)
     expect(page.locator("#vq-preview img")).to_be_visible(timeout=JOB_DONE)
     page.screenshot(path=str(artifacts / "02-running.png"), full_page=True)
