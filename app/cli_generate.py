@@ -93,17 +93,17 @@ def config_from_args(args: argparse.Namespace, prompt: str | None) -> Generation
         data = {**recommended, **data}
     if data.get("video") and not data.get("save_every"):
         data["save_every"] = max(1, data.get("steps", DEFAULTS.steps) // 100)
-    return advise(GenerationConfig.from_dict(data))
+    return GenerationConfig.from_dict(data)
 
 
 def advise(config: GenerationConfig) -> GenerationConfig:
-    """Note on stderr (once per text) when the Shapes demo is asked for words or things it was not taught."""
-    if config.vqgan == "shapes":
-        from generator.shapes.advice import prompt_advice
+    """Note on stderr (once per text) when the Shapes demo is asked for words or things it was not taught:
+    called where a job runs or is queued."""
+    from generator.shapes.advice import prompt_advice
 
-        advice = prompt_advice(config.prompts)
-        if advice:
-            _note_once(advice)
+    advice = prompt_advice(config.prompts, config.vqgan)
+    if advice:
+        _note_once(advice)
     return config
 
 

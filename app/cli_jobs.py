@@ -44,9 +44,9 @@ def open_db(url: str | None) -> JobStore:
 # -- submit ----------------------------------------------------------------------------------------------
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from app.cli_generate import check_out_dir, config_from_args
+    from app.cli_generate import advise, check_out_dir, config_from_args
 
-    config = config_from_args(args, args.prompt)
+    config = advise(config_from_args(args, args.prompt))
     out = check_out_dir(args.out) if args.wait else None
     with open_db(args.db) as store:
         job_id = store.submit(config.to_dict(), priority=args.priority)
@@ -100,14 +100,14 @@ def save_result(job, out: Path) -> Path:
 
 def submit_batch(args: argparse.Namespace) -> int:
     """`vqclip batch --db URL prompts.txt`: queue one job per good line; report the bad ones."""
-    from app.cli_generate import config_from_args, read_prompt_file
+    from app.cli_generate import advise, config_from_args, read_prompt_file
     from generator.errors import VqclipError
 
     prompts = read_prompt_file(args.prompt_file)
     configs, bad = [], []
     for line_no, prompt in prompts:
         try:
-            configs.append(config_from_args(args, prompt))
+            configs.append(advise(config_from_args(args, prompt)))
         except VqclipError as exc:
             print(f"vqclip: {args.prompt_file}:{line_no}: {exc}", file=sys.stderr)
             bad.append(f"{args.prompt_file}:{line_no}")

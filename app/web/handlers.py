@@ -89,7 +89,7 @@ class WebApp:
         except VqclipError as exc:
             return gr.skip(), _error(_sentence(str(exc))), gr.skip()
         ids = [self.store.submit({**config, "seed": seed}, owner=owner) for seed in seeds]
-        advice = prompt_advice(config["prompts"]) if config.get("vqgan") == "shapes" else None
+        advice = prompt_advice(config["prompts"], config["vqgan"])
         tail = f" {html.escape(advice)}" if advice else ""
         if len(ids) > 1:
             return ids[0], _ok(f"{len(ids)} jobs queued (#{ids[0]}–#{ids[-1]}), seeds "

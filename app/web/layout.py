@@ -12,7 +12,7 @@ import gradio as gr
 from app.web import form, models, results
 from app.web.handlers import WebApp
 from app.web.jobs_view import job_card
-from generator.shapes.advice import EXAMPLE as DEMO_EXAMPLE
+from generator.shapes.advice import DEMO_VQGAN, EXAMPLE as DEMO_EXAMPLE
 
 POLL_SECONDS = 2.0
 PRIVATE = dict(api_visibility="private")
@@ -155,7 +155,7 @@ def _form(start: dict, app: WebApp) -> dict:
     variations count under "_variations")."""
     f = {}
     with gr.Row(equal_height=False):
-        demo = start["vqgan"] == models.DEMO_PAIR[0]  # the demo knows only its own words: show one of its prompts
+        demo = start["vqgan"] == DEMO_VQGAN  # the demo knows only its own words: show one of its prompts
         f["prompt"] = gr.Textbox(label="Prompt", lines=3, value=start["prompt"], elem_id="vq-prompt", scale=5,
                                  placeholder=DEMO_EXAMPLE if demo else "a castle in the fog:1 | watercolour:0.5 | blurry:-0.5")
         with gr.Column(scale=1, min_width=120):

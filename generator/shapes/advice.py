@@ -14,31 +14,35 @@ from generator.prompts import parse_text_prompts
 
 from .world import COLOURS, POSITION_PHRASES, SHAPES, SIZES, VOCABULARY
 
+DEMO_VQGAN = "shapes"  # the registry's name of the demo's VQGAN: the advice is for its jobs alone
 EXAMPLE = "a large red circle on the left"
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+", text.lower())
 
 
 def unknown_words(text: str) -> list[str]:
     """The words of `text` that no caption of the shapes world uses, in order, each once."""
-    seen: dict[str, None] = {}
-    for word in re.findall(r"[a-z]+", text.lower()):
-        if word not in VOCABULARY:
-            seen.setdefault(word)
-    return list(seen)
+    return list(dict.fromkeys(word for word in _words(text) if word not in VOCABULARY))
 
 
 def names_two_things(text: str) -> bool:
     """Whether `text` names two or more shapes ("a red square on the left and a blue circle on the right")."""
-    return sum(word in SHAPES for word in re.findall(r"[a-z]+", text.lower())) >= 2
+    return sum(word in SHAPES for word in _words(text)) >= 2
 
 
-def prompt_advice(prompts: str) -> str | None:
+def prompt_advice(prompts: str, vqgan: str = DEMO_VQGAN) -> str | None:
     """A sentence for a prompt spec (`"text:weight | ..."`) given to the Shapes demo, or None when it asks for
-    what the demo draws best. A spec that does not parse gets None: its own error says what is wrong."""
+    what the demo draws best, or the job is not the demo's (`vqgan`). A spec that does not parse gets None:
+    its own error says what is wrong."""
+    if vqgan != DEMO_VQGAN:
+        return None
     try:
         texts = [p.text for p in parse_text_prompts(prompts)]
     except PromptError:
         return None
-    unknown = list(dict.fromkeys(w for t in texts for w in unknown_words(t)))
+    unknown = unknown_words(" ".join(texts))
     if unknown:
         shown = ", ".join(repr(w) for w in unknown[:8]) + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
         return (f"The Shapes demo was never taught {shown}: it knows only sizes ({', '.join(SIZES)}), colours "

@@ -121,3 +121,18 @@ def test_plain_postgresql_urls_use_psycopg(pg_store_url):
     result = vqclip("jobs", "show", job_id, "--db", plain)
     assert result.returncode == 0, result.stderr
     assert "over plain postgresql" in result.stdout and "queued (#1 in line)" in result.stdout
+
+
+def test_submit_names_the_words_the_shapes_demo_was_never_taught_and_queues_the_job(tmp_path):
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"  # no worker: the jobs stay queued
+    one = vqclip("submit", "a purple dog", "--vqgan", "shapes", "--clip", "shapes", "--db", url)
+    assert one.returncode == 0, one.stderr
+    assert "The Shapes demo was never taught 'dog'" in one.stderr
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red square\na castle in the fog\n")
+    batch = vqclip("batch", prompts, "--vqgan", "shapes", "--clip", "shapes", "--db", url)
+    assert batch.returncode == 0, batch.stderr
+    assert "never taught 'castle', 'fog'" in batch.stderr and batch.stderr.count("never taught") == 1
+    with SqlJobStore(url) as store:
+        assert sorted(j.config["prompts"] for j in store.list() if j.state == QUEUED) == [
+            "a castle in the fog", "a purple dog", "a red square"]

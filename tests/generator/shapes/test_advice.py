@@ -36,3 +36,8 @@ def test_two_things_get_the_advice_to_ask_for_one():
 def test_a_prompt_that_does_not_parse_is_left_to_its_own_error():
     for bad in ("a red square:heavy", "", " | ", "a:b:c:d"):
         assert prompt_advice(bad) is None
+
+
+def test_only_the_demos_jobs_get_advice():
+    assert prompt_advice("research computing team logo", "vqgan_imagenet_f16_16384") is None
+    assert prompt_advice("research computing team logo", "shapes") is not None
